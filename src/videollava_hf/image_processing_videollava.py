@@ -95,9 +95,11 @@ def pad_to_square(image: torch.Tensor, mean: Sequence[float]) -> torch.Tensor:
 
 
 def resize_transformers_style(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-    """(N, 3, H, W) uint8 -> (N, 3, h, w) float on the uint8 grid: antialiased bicubic, rounded and clamped."""
-    y = F.interpolate(x.float(), size=out_hw, mode="bicubic", align_corners=False, antialias=True)
-    return y.round_().clamp_(0, 255)
+    """(N, 3, H, W) uint8 -> (N, 3, h, w) uint8: antialiased bicubic, like PIL's resize of the built-in port.
+
+    torch's uint8 antialiased kernels follow Pillow's (rounded, clamped results) and are several times faster
+    than resizing in float."""
+    return F.interpolate(x.contiguous(), size=out_hw, mode="bicubic", align_corners=False, antialias=True)
 
 
 class VideoLlavaImageProcessor(BaseImageProcessor):
@@ -160,7 +162,7 @@ class VideoLlavaImageProcessor(BaseImageProcessor):
             x = center_crop(x, crop, rounded=True)
         else:
             x = resize_transformers_style(image.unsqueeze(0), out_hw)
-            x = center_crop(x, crop, rounded=False).div_(255.0)
+            x = center_crop(x, crop, rounded=False).float().div_(255.0)
         return normalize(x[0], s["image_mean"], s["image_std"])
 
 
