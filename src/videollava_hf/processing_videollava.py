@@ -18,6 +18,17 @@ from transformers.video_processing_utils import VideoProcessorMixin
 from .configuration_videollava import image_token_count, video_token_count
 from .video_processing_videollava import FRAME_POLICY_KEYS
 
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _known_init_kwargs(cls, saved: dict) -> dict:
+    """The entries of a saved config that `cls.__init__` takes by name (drops auto_map, *_type, legacy keys)."""
+    import inspect
+
+    names = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+    return {k: v for k, v in saved.items() if k in names}
+
+
 SYSTEM_PROMPT = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
@@ -222,6 +233,56 @@ class VideoLlavaProcessor(ProcessorMixin):
     @property
     def model_input_names(self):
         return ["input_ids", "attention_mask", "pixel_values", "pixel_values_videos"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as Transformers does, minus the `processor_class` name: Transformers resolves that name before the
+        model type and would find its own built-in `VideoLlavaProcessor`. Without it, `AutoProcessor` picks this
+        class through config.json's `model_type` (or `auto_map` with `trust_remote_code=True`)."""
+        import json
+        from pathlib import Path
+
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        for name in ("processor_config.json", "tokenizer_config.json"):
+            path = Path(save_directory) / name
+            if path.is_file():
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if data.pop("processor_class", None) is not None:
+                    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return result
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load tokenizer, image processor and video processor with this package's classes.
+
+        Transformers' generic loader resolves sub-processors by class name, and the built-in port owns the same
+        names (`VideoLlavaVideoProcessor` would resolve to the built-in one, which needs torchvision), so the
+        parts are built explicitly here. Also reads directories whose processors were saved as separate
+        `preprocessor_config.json` / `video_preprocessor_config.json` files."""
+        from transformers import AutoTokenizer
+
+        from .image_processing_videollava import VideoLlavaImageProcessor
+        from .video_processing_videollava import VideoLlavaVideoProcessor
+
+        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        kwargs.pop("trust_remote_code", None)
+        kwargs.pop("_from_auto", None)
+        processor_dict, _ = cls.get_processor_dict(pretrained_model_name_or_path, **hub)
+        tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **hub)
+        parts = {}
+        for name, part_cls in (("image_processor", VideoLlavaImageProcessor), ("video_processor", VideoLlavaVideoProcessor)):
+            saved = processor_dict.get(name)
+            if saved is None:  # separate file, as older processors (and the built-in port) save them
+                reader = getattr(part_cls, "get_video_processor_dict", None) or part_cls.get_image_processor_dict
+                try:
+                    saved = reader(pretrained_model_name_or_path, **hub)[0]
+                except OSError:
+                    saved = {}
+            parts[name] = part_cls(**_known_init_kwargs(part_cls, saved))
+        settings = _known_init_kwargs(cls, processor_dict)
+        for name in ("image_processor", "video_processor", "tokenizer"):
+            settings.pop(name, None)
+        settings.update(kwargs)
+        return cls(parts["image_processor"], parts["video_processor"], tokenizer, **settings)
 
     @classmethod
     def from_model_config(cls, config, tokenizer, image_processor=None, video_processor=None, **kwargs):
