@@ -264,10 +264,12 @@ class VideoLlavaProcessor(ProcessorMixin):
         from .video_processing_videollava import VideoLlavaVideoProcessor
 
         hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
-        kwargs.pop("trust_remote_code", None)
+        trust_remote_code = kwargs.pop("trust_remote_code", None)
         kwargs.pop("_from_auto", None)
         processor_dict, _ = cls.get_processor_dict(pretrained_model_name_or_path, **hub)
-        tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **hub)
+        tokenizer = AutoTokenizer.from_pretrained(
+            pretrained_model_name_or_path, trust_remote_code=trust_remote_code, **hub
+        )
         parts = {}
         for name, part_cls in (("image_processor", VideoLlavaImageProcessor), ("video_processor", VideoLlavaVideoProcessor)):
             saved = processor_dict.get(name)
