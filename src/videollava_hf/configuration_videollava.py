@@ -7,6 +7,7 @@ against them, so the two can never disagree.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from transformers import AutoConfig, CLIPVisionConfig, PretrainedConfig
@@ -66,6 +67,12 @@ class VideoLlavaConfig(PretrainedConfig):
             LanguageBind/Video-LLaVA-7B checkpoint; `False` matches Transformers' port
             (LanguageBind/Video-LLaVA-7B-hf), which runs the video tower as a plain CLIP.
         multimodal_projector_bias (`bool`): whether the projector's linear layers have biases.
+        video_pooling (`None` | `"average"` | `"bilinear"`): per-frame spatial pooling of the projected video
+            features (off by default: the original model's 257 tokens per frame). With pooling stride `p`, a frame's
+            `s x s` patch grid becomes `ceil(s / p) x ceil(s / p)`; its CLS follows `video_feature_select_strategy`.
+        video_pool_stride (`int`): the stride `p` (2: 16 x 16 -> 8 x 8 patches at 224 px).
+        video_slowfast_every (`int` or `None`): SlowFast allocation: frames 0, s, 2s, ... ("slow") are pooled with
+            `p`, the others ("fast") with `2p`, in temporal order. Needs `video_pooling` (defaults to average).
     """
 
     model_type = "videollava_hf"
@@ -86,6 +93,9 @@ class VideoLlavaConfig(PretrainedConfig):
         video_temporal_attention: bool = True,
         multimodal_projector_bias: bool = True,
         tie_word_embeddings: bool = False,
+        video_pooling: str | None = None,
+        video_pool_stride: int = 2,
+        video_slowfast_every: int | None = None,
         **kwargs,
     ):
         for name, value in (
@@ -111,6 +121,10 @@ class VideoLlavaConfig(PretrainedConfig):
         self.num_frames = num_frames
         self.video_temporal_attention = video_temporal_attention
         self.multimodal_projector_bias = multimodal_projector_bias
+        check_pooling(video_pooling, video_pool_stride, video_slowfast_every)
+        self.video_pooling = video_pooling
+        self.video_pool_stride = video_pool_stride
+        self.video_slowfast_every = video_slowfast_every
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 
     # --- token counts (shared by the processor and the model) -------------------------------------------
@@ -127,7 +141,41 @@ class VideoLlavaConfig(PretrainedConfig):
     @property
     def video_seq_length(self) -> int:
         """Tokens one `num_frames`-frame video occupies in the prompt (8 x 257 = 2056 by default)."""
-        return video_token_count(self.num_patches, self.num_frames, self.video_feature_select_strategy)
+        return video_token_count(
+            self.num_patches, self.num_frames, self.video_feature_select_strategy, **self.video_pooling_options()
+        )
+
+    def video_pooling_options(self, **overrides) -> dict:
+        """The config's video pooling settings, with per-call `overrides` (None values mean "use the config")."""
+        options = {
+            "pooling": self.video_pooling,
+            "stride": self.video_pool_stride,
+            "slowfast_every": self.video_slowfast_every,
+        }
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        check_pooling(options["pooling"], options["stride"], options["slowfast_every"])
+        return options
+
+
+POOLING_MODES = ("average", "bilinear")
+
+
+def check_pooling(pooling: str | None, stride: int, slowfast_every: int | None) -> None:
+    if pooling is not None and pooling not in POOLING_MODES:
+        raise ValueError(f"video_pooling must be None or one of {POOLING_MODES}, got {pooling!r}.")
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"video_pool_stride must be an int >= 1, got {stride!r}.")
+    if slowfast_every is not None and (not isinstance(slowfast_every, int) or slowfast_every < 1):
+        raise ValueError(f"video_slowfast_every must be None or an int >= 1, got {slowfast_every!r}.")
+
+
+def frame_pool_strides(num_frames: int, pooling: str | None = None, stride: int = 2,
+                       slowfast_every: int | None = None) -> list[int]:
+    """The pooling stride of each frame, in order: 1 (no pooling), `stride` everywhere, or SlowFast's
+    `stride` on frames 0, s, 2s, ... and `2 * stride` on the others."""
+    if slowfast_every is not None:
+        return [stride if t % slowfast_every == 0 else 2 * stride for t in range(num_frames)]
+    return [stride if pooling is not None else 1] * num_frames
 
 
 def image_token_count(num_patches: int, select_strategy: str = "default") -> int:
@@ -135,9 +183,39 @@ def image_token_count(num_patches: int, select_strategy: str = "default") -> int
     return num_patches + (1 if select_strategy == "full" else 0)
 
 
-def video_token_count(num_patches: int, num_frames: int, select_strategy: str = "full") -> int:
-    """Placeholder tokens of one video: frames in temporal order, each with its patches (+ CLS if kept)."""
-    return num_frames * image_token_count(num_patches, select_strategy)
+def frame_token_count(num_patches: int, pool_stride: int = 1, select_strategy: str = "full") -> int:
+    """Tokens of one video frame: its (pooled) patch grid, ceil(side / stride) ** 2, plus CLS if kept."""
+    side = math.isqrt(num_patches)
+    pooled = math.ceil(side / pool_stride) ** 2 if pool_stride > 1 else num_patches
+    return pooled + (1 if select_strategy == "full" else 0)
 
 
-__all__ = ["VideoLlavaConfig", "image_token_count", "video_token_count"]
+def video_token_count(num_patches: int, num_frames: int, select_strategy: str = "full", pooling: str | None = None,
+                      stride: int = 2, slowfast_every: int | None = None) -> int:
+    """Placeholder tokens of one video: the sum over its frames (in temporal order) of `frame_token_count`.
+
+    Without pooling: num_frames x (num_patches + CLS), 8 x 257 = 2056 for Video-LLaVA-7B."""
+    strides = frame_pool_strides(num_frames, pooling, stride, slowfast_every)
+    return sum(frame_token_count(num_patches, s, select_strategy) for s in strides)
+
+
+def max_frames_for_budget(token_budget: int, num_patches: int, select_strategy: str = "full",
+                          pooling: str | None = None, stride: int = 2, slowfast_every: int | None = None,
+                          limit: int = 1024) -> int:
+    """The most frames whose video tokens fit in `token_budget` (0 when not even one frame fits)."""
+    frames = 0
+    while frames < limit and video_token_count(
+        num_patches, frames + 1, select_strategy, pooling, stride, slowfast_every
+    ) <= token_budget:
+        frames += 1
+    return frames
+
+
+__all__ = [
+    "VideoLlavaConfig",
+    "frame_pool_strides",
+    "frame_token_count",
+    "image_token_count",
+    "max_frames_for_budget",
+    "video_token_count",
+]

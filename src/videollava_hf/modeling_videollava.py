@@ -16,6 +16,7 @@ the features, so they are not run (their weights are kept so checkpoints load wi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,7 @@ from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from .configuration_videollava import VideoLlavaConfig
+from .configuration_videollava import VideoLlavaConfig, frame_pool_strides, video_token_count
 from .transformers_compat import TRANSFORMERS_KEY_RULES, config_from_transformers, is_transformers_config
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -222,6 +223,21 @@ class VideoLlavaVisionTower(nn.Module):
 # ----------------------------------------------------------------------------------------------------------
 
 
+def pool_frame(tokens: torch.Tensor, stride: int, mode: str, has_cls: bool) -> torch.Tensor:
+    """Spatially pool one frame's projected tokens (V, [CLS +] s*s, D) -> (V, [CLS +] ceil(s/stride)**2, D)."""
+    cls, patches = (tokens[:, :1], tokens[:, 1:]) if has_cls else (None, tokens)
+    v, n, d = patches.shape
+    side = math.isqrt(n)
+    grid = patches.transpose(1, 2).reshape(v, d, side, side)  # (V, D, s, s)
+    out_side = math.ceil(side / stride)
+    if mode == "average":
+        grid = F.avg_pool2d(grid, kernel_size=stride, stride=stride, ceil_mode=True)
+    else:
+        grid = F.interpolate(grid, size=(out_side, out_side), mode="bilinear", align_corners=False)
+    pooled = grid.flatten(2).transpose(1, 2)  # (V, out_side ** 2, D)
+    return pooled if cls is None else torch.cat([cls, pooled], dim=1)
+
+
 class VideoLlavaMultiModalProjector(nn.Module):
     """Shared by images and videos: Linear(vision -> text) - act - Linear(text -> text)."""
 
@@ -319,17 +335,29 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
             hidden = hidden[:, 1:]  # drop CLS -> (I, P, Dv)
         return self.multi_modal_projector(hidden)
 
-    def get_video_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> torch.Tensor:
-        """(V, T, 3, H, W) -> projected features (V, T * tokens_per_frame, text_hidden), frames in order.
+    def get_video_features(
+        self,
+        pixel_values_videos: torch.Tensor,
+        video_pooling: str | None = None,
+        video_pool_stride: int | None = None,
+        video_slowfast_every: int | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """(V, T, 3, H, W) -> projected features (V, tokens, text_hidden), frames in temporal order.
 
-        With temporal attention, frames attend within windows of `config.num_frames` (the length of the learned
-        temporal embedding): T <= num_frames runs as one window, longer videos as consecutive windows in time
-        order (the last one shorter when T is not a multiple)."""
+        Without pooling, tokens = T * (patches + CLS). With temporal attention, frames attend within windows of
+        `config.num_frames` (the length of the learned temporal embedding): T <= num_frames runs as one window,
+        longer videos as consecutive windows in time order (the last one shorter when T is not a multiple).
+        The pooling arguments override the config's `video_pooling` / `video_pool_stride` / `video_slowfast_every`
+        for this call (the processor must be given the same ones, so the placeholder counts agree)."""
         if pixel_values_videos.ndim != 5:
             raise ValueError(
                 "pixel_values_videos must be (num_videos, num_frames, 3, H, W), got shape "
                 f"{tuple(pixel_values_videos.shape)}."
             )
+        options = self.config.video_pooling_options(
+            pooling=video_pooling, stride=video_pool_stride, slowfast_every=video_slowfast_every
+        )
         v, t = pixel_values_videos.shape[:2]
         window = self.config.num_frames if self.config.video_temporal_attention else t
         chunks = []
@@ -339,9 +367,16 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
             hidden = self.video_tower(clip.flatten(0, 1), self.config.vision_feature_layer, num_frames=w)
             chunks.append(hidden.view(v, w, *hidden.shape[1:]))  # (V, w, 1 + P, Dv)
         hidden = torch.cat(chunks, dim=1)  # (V, T, 1 + P, Dv)
-        if self.config.video_feature_select_strategy == "default":
+        keep_cls = self.config.video_feature_select_strategy == "full"
+        if not keep_cls:
             hidden = hidden[:, :, 1:]
-        return self.multi_modal_projector(hidden.flatten(1, 2))  # (V, T * tokens_per_frame, Dt)
+        features = self.multi_modal_projector(hidden)  # (V, T, N, Dt)
+        strides = frame_pool_strides(t, options["pooling"], options["stride"], options["slowfast_every"])
+        if all(s == 1 for s in strides):
+            return features.flatten(1, 2)  # (V, T * N, Dt)
+        mode = options["pooling"] or "average"
+        frames = [pool_frame(features[:, i], strides[i], mode, keep_cls) for i in range(t)]
+        return torch.cat(frames, dim=1)  # (V, sum of per-frame tokens, Dt)
 
     def _scatter(self, input_ids, inputs_embeds, features, token_id, kind, per_item):
         """Write `features` (n, L, D) into the positions of `token_id`, in order; refuse on a count mismatch."""
@@ -372,6 +407,9 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
         past_key_values: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
+        video_pooling: str | None = None,
+        video_pool_stride: int | None = None,
+        video_slowfast_every: int | None = None,
         **kwargs,
     ) -> VideoLlavaModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
@@ -387,10 +425,16 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
                 self.config.image_seq_length,
             )
         if pixel_values_videos is not None:
-            video_features = self.get_video_features(pixel_values_videos)
+            pooling = {"video_pooling": video_pooling, "video_pool_stride": video_pool_stride,
+                       "video_slowfast_every": video_slowfast_every}
+            video_features = self.get_video_features(pixel_values_videos, **pooling)
+            options = self.config.video_pooling_options(
+                pooling=video_pooling, stride=video_pool_stride, slowfast_every=video_slowfast_every
+            )
+            expected = video_token_count(self.config.num_patches, pixel_values_videos.shape[1],
+                                         self.config.video_feature_select_strategy, **options)
             inputs_embeds = self._scatter(
-                input_ids, inputs_embeds, video_features, self.config.video_token_index, "video",
-                self.config.video_seq_length,
+                input_ids, inputs_embeds, video_features, self.config.video_token_index, "video", expected
             )
 
         outputs = self.language_model(
@@ -438,7 +482,7 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
         return self.model.get_image_features(pixel_values)
 
     def get_video_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> torch.Tensor:
-        return self.model.get_video_features(pixel_values_videos)
+        return self.model.get_video_features(pixel_values_videos, **kwargs)
 
     def forward(
         self,
@@ -453,6 +497,9 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         pixel_values_images: torch.FloatTensor | None = None,
+        video_pooling: str | None = None,
+        video_pool_stride: int | None = None,
+        video_slowfast_every: int | None = None,
         **kwargs,
     ) -> VideoLlavaCausalLMOutputWithPast:
         r"""
@@ -461,6 +508,8 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
         pixel_values_images: older name of `pixel_values` (Transformers' processor before v5.23).
         labels (`(batch, seq)`): next-token targets; -100 is ignored.
         logits_to_keep: compute logits only for the last `n` positions (0 = all), saving memory at prefill.
+        video_pooling / video_pool_stride / video_slowfast_every: per-call overrides of the config's video token
+            budget settings (give the processor the same ones).
         """
         if pixel_values is None:
             pixel_values = pixel_values_images
@@ -473,6 +522,9 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            video_pooling=video_pooling,
+            video_pool_stride=video_pool_stride,
+            video_slowfast_every=video_slowfast_every,
             **kwargs,
         )
         hidden = outputs.last_hidden_state

@@ -15,7 +15,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.video_processing_utils import VideoProcessorMixin
 
-from .configuration_videollava import image_token_count, video_token_count
+from .configuration_videollava import check_pooling, image_token_count, max_frames_for_budget, video_token_count
 from .video_processing_videollava import FRAME_POLICY_KEYS
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -64,6 +64,16 @@ CHAT_TEMPLATE = (
 )
 
 
+def timestamp_sentence(metadata) -> str:
+    """The LLaVA-Video style time instruction built from the reader's metadata."""
+    times = ", ".join(f"{t:.2f}s" for t in metadata.timestamps)
+    duration = metadata.duration if metadata.duration is not None else (metadata.timestamps or [0.0])[-1]
+    return (
+        f"The video lasts for {duration:.2f} seconds, and {len(metadata.timestamps)} frames are uniformly sampled "
+        f"from it. These frames are located at {times}. Please answer the following questions related to this video."
+    )
+
+
 class VideoLlavaProcessor(ProcessorMixin):
     r"""Prepares text, images and videos for [`VideoLlavaForConditionalGeneration`].
 
@@ -74,6 +84,8 @@ class VideoLlavaProcessor(ProcessorMixin):
         vision_feature_select_strategy / video_feature_select_strategy: as in the model config (CLS dropped for
             images, kept for video frames by default).
         image_token / video_token (`str`): the placeholders (`"<image>"`, `"<video>"`).
+        video_pooling / video_pool_stride / video_slowfast_every: the video token budget, as in the model config
+            (off by default); they can also be passed per call, and the model must get the same values.
         chat_template (`str`): defaults to the original llava_v1 conversation format.
     """
 
@@ -88,8 +100,15 @@ class VideoLlavaProcessor(ProcessorMixin):
         video_feature_select_strategy: str = "full",
         image_token: str = "<image>",
         video_token: str = "<video>",
+        video_pooling: str | None = None,
+        video_pool_stride: int = 2,
+        video_slowfast_every: int | None = None,
         **kwargs,
     ):
+        check_pooling(video_pooling, video_pool_stride, video_slowfast_every)
+        self.video_pooling = video_pooling
+        self.video_pool_stride = video_pool_stride
+        self.video_slowfast_every = video_slowfast_every
         self.patch_size = patch_size
         self.vision_feature_select_strategy = vision_feature_select_strategy
         self.video_feature_select_strategy = video_feature_select_strategy
@@ -133,9 +152,26 @@ class VideoLlavaProcessor(ProcessorMixin):
     def image_seq_length(self) -> int:
         return image_token_count(self.num_patches, self.vision_feature_select_strategy)
 
-    def video_seq_length(self, num_frames: int | None = None) -> int:
+    def pooling_options(self, **overrides) -> dict:
+        options = {"pooling": self.video_pooling, "stride": self.video_pool_stride,
+                   "slowfast_every": self.video_slowfast_every}
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        check_pooling(options["pooling"], options["stride"], options["slowfast_every"])
+        return options
+
+    def video_seq_length(self, num_frames: int | None = None, **pooling) -> int:
+        """Tokens of one video of `num_frames` frames (default: the video processor's), with optional per-call
+        pooling overrides (`pooling=`, `stride=`, `slowfast_every=`)."""
         frames = self.video_processor.num_frames if num_frames is None else num_frames
-        return video_token_count(self.num_patches, frames, self.video_feature_select_strategy)
+        return video_token_count(
+            self.num_patches, frames, self.video_feature_select_strategy, **self.pooling_options(**pooling)
+        )
+
+    def max_frames_for_budget(self, token_budget: int, **pooling) -> int:
+        """The most frames per video whose tokens fit in `token_budget` with these pooling settings."""
+        return max_frames_for_budget(
+            token_budget, self.num_patches, self.video_feature_select_strategy, **self.pooling_options(**pooling)
+        )
 
     # --- main entry point ---------------------------------------------------------------------------------
     def __call__(
@@ -151,11 +187,19 @@ class VideoLlavaProcessor(ProcessorMixin):
         padding_side: str | None = None,
         add_special_tokens: bool = True,
         return_metadata: bool = False,
+        video_pooling: str | None = None,
+        video_pool_stride: int | None = None,
+        video_slowfast_every: int | None = None,
+        add_timestamps: bool = False,
         **kwargs,
     ) -> BatchFeature:
         """`text`: a prompt or a list of prompts with `<image>` / `<video>` placeholders; `images` / `videos`: one
         per placeholder, in order across the batch. Frame-policy keywords (`num_frames`, `fps`, `max_frames`,
-        `indices`, `clip_start`, `clip_end`) go to the video reader."""
+        `indices`, `clip_start`, `clip_end`) go to the video reader. `video_pooling`, `video_pool_stride`,
+        `video_slowfast_every` set the video token budget for this call (pass the same to the model; they are
+        returned in the BatchFeature so `model(**inputs)` / `generate(**inputs)` get them). `add_timestamps` writes
+        after each `<video>` when its frames were taken ("The video lasts for X seconds, and N frames are
+        uniformly sampled from it. These frames are located at ...")."""
         if audio is not None:
             raise ValueError("Video-LLaVA does not take audio; drop the `audio` argument.")
         video_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in FRAME_POLICY_KEYS or k == "resample_mode"}
@@ -178,7 +222,12 @@ class VideoLlavaProcessor(ProcessorMixin):
             if not all(isinstance(t, str) for t in texts):
                 raise TypeError(f"`text` must be a string or a list of strings, got {type(text).__name__}.")
             self._check_counts(texts, num_images, num_videos)
-            expanded = [self.expand_placeholders(t, num_video_frames) for t in texts]
+            if add_timestamps:
+                if metadata is None:
+                    raise ValueError("add_timestamps=True needs videos: timestamps come from the frames' metadata.")
+                texts = self.insert_timestamps(texts, metadata)
+            pooling = {"pooling": video_pooling, "stride": video_pool_stride, "slowfast_every": video_slowfast_every}
+            expanded = [self.expand_placeholders(t, num_video_frames, **pooling) for t in texts]
             encoding = self.tokenizer(
                 expanded,
                 padding=padding,
@@ -192,16 +241,32 @@ class VideoLlavaProcessor(ProcessorMixin):
             self._check_not_truncated(encoding["input_ids"], expanded)
             data.update(encoding)
         result = BatchFeature(data, tensor_type=return_tensors)
+        if videos is not None:  # per-call budget overrides travel with the inputs to the model
+            for key, value in (("video_pooling", video_pooling), ("video_pool_stride", video_pool_stride),
+                               ("video_slowfast_every", video_slowfast_every)):
+                if value is not None:
+                    result[key] = value
         if return_metadata and metadata is not None:
             result["video_metadata"] = metadata
         return result
 
-    def expand_placeholders(self, text: str, num_frames: int | None = None) -> str:
+    def expand_placeholders(self, text: str, num_frames: int | None = None, **pooling) -> str:
         """Replace each `<image>` / `<video>` with the run of tokens its features occupy."""
         image_run = self.image_token * self.image_seq_length
-        video_run = self.video_token * self.video_seq_length(num_frames or None)
+        video_run = self.video_token * self.video_seq_length(num_frames or None, **pooling)
         pattern = re.compile(f"({re.escape(self.image_token)}|{re.escape(self.video_token)})")
         return pattern.sub(lambda m: image_run if m.group(0) == self.image_token else video_run, text)
+
+    def insert_timestamps(self, texts: list[str], metadata: list) -> list[str]:
+        """After the i-th `<video>` (across the batch), describe when its frames were taken."""
+        counter = iter(metadata)
+
+        def describe(match: re.Match) -> str:
+            meta = next(counter)
+            return match.group(0) + "\n" + timestamp_sentence(meta)
+
+        pattern = re.compile(re.escape(self.video_token))
+        return [pattern.sub(describe, t) for t in texts]
 
     def _check_counts(self, texts: list[str], num_images: int, num_videos: int) -> None:
         found_images = sum(t.count(self.image_token) for t in texts)
@@ -304,8 +369,11 @@ class VideoLlavaProcessor(ProcessorMixin):
             patch_size=config.vision_config.patch_size,
             vision_feature_select_strategy=config.vision_feature_select_strategy,
             video_feature_select_strategy=config.video_feature_select_strategy,
+            video_pooling=config.video_pooling,
+            video_pool_stride=config.video_pool_stride,
+            video_slowfast_every=config.video_slowfast_every,
             **kwargs,
         )
 
 
-__all__ = ["VideoLlavaProcessor", "CHAT_TEMPLATE", "SYSTEM_PROMPT"]
+__all__ = ["VideoLlavaProcessor", "CHAT_TEMPLATE", "SYSTEM_PROMPT", "timestamp_sentence"]
