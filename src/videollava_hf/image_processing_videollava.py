@@ -74,11 +74,15 @@ def center_crop(x: torch.Tensor, size: int, rounded: bool) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
-def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """x: (..., 3, H, W) float."""
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    return (x - mean_t) / std_t
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], scale: float = 1.0) -> torch.Tensor:
+    """(x / scale - mean) / std as one fused multiply-add on a fresh contiguous float32 tensor. x: (..., 3, H, W)."""
+    mean_t = torch.tensor(mean, dtype=torch.float64).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
+    # (x / scale - mean) / std == x * a + b, with a = 1 / (scale * std) and b = -mean / std
+    a = (1.0 / (scale * std_t)).to(torch.float32)
+    b = (-mean_t / std_t).to(torch.float32)
+    out = x.to(torch.float32, memory_format=torch.contiguous_format)
+    return out.mul_(a).add_(b)
 
 
 def pad_to_square(image: torch.Tensor, mean: Sequence[float]) -> torch.Tensor:
@@ -99,7 +103,7 @@ def resize_transformers_style(x: torch.Tensor, out_hw: tuple[int, int]) -> torch
 
     torch's uint8 antialiased kernels follow Pillow's (rounded, clamped results) and are several times faster
     than resizing in float."""
-    return F.interpolate(x.contiguous(), size=out_hw, mode="bicubic", align_corners=False, antialias=True)
+    return F.interpolate(x, size=out_hw, mode="bicubic", align_corners=False, antialias=True)
 
 
 class VideoLlavaImageProcessor(BaseImageProcessor):
@@ -160,10 +164,9 @@ class VideoLlavaImageProcessor(BaseImageProcessor):
             x = image.float().div_(255.0).unsqueeze(0)  # (1, 3, H, W) in [0, 1]
             x = F.interpolate(x, size=out_hw, mode="bicubic", align_corners=False, antialias=False)
             x = center_crop(x, crop, rounded=True)
-        else:
-            x = resize_transformers_style(image.unsqueeze(0), out_hw)
-            x = center_crop(x, crop, rounded=False).float().div_(255.0)
-        return normalize(x[0], s["image_mean"], s["image_std"])
+            return normalize(x[0], s["image_mean"], s["image_std"])
+        x = center_crop(resize_transformers_style(image.unsqueeze(0), out_hw), crop, rounded=False)
+        return normalize(x[0], s["image_mean"], s["image_std"], scale=255.0)
 
 
 def _as_int_size(value, name: str) -> int:

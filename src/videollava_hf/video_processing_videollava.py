@@ -92,7 +92,7 @@ class VideoLlavaVideoProcessor(VideoProcessorMixin):
                 f"All videos in one call must have the same number of frames to be stacked, got {shapes}. "
                 "Use the same frame policy (e.g. num_frames=8) for every video of a batch."
             )
-        data = {"pixel_values_videos": torch.stack(clips)}
+        data = {"pixel_values_videos": torch.stack(clips) if len(clips) > 1 else clips[0].unsqueeze(0)}
         out = BatchFeature(data, tensor_type=return_tensors)
         if return_metadata:
             out["video_metadata"] = metadata
@@ -108,13 +108,13 @@ class VideoLlavaVideoProcessor(VideoProcessorMixin):
             # the same computation (up to float rounding, ~1e-6) on 5-20x fewer pixels.
             out_hw = short_side_size(frames.shape[-2], frames.shape[-1], size, formula="pytorchvideo")
             x = F.interpolate(frames.float(), size=out_hw, mode="bilinear", align_corners=False)
-            x = normalize(center_crop(x, crop, rounded=True).div_(255.0), s["image_mean"], s["image_std"])
+            x = normalize(center_crop(x, crop, rounded=True), s["image_mean"], s["image_std"], scale=255.0)
             if s["random_flip_p"] > 0 and torch.rand(()) < s["random_flip_p"]:
                 x = x.flip(-1)  # one coin for the whole clip, like RandomHorizontalFlipVideo
             return x.contiguous()
         out_hw = short_side_size(frames.shape[-2], frames.shape[-1], size)
-        x = center_crop(resize_transformers_style(frames, out_hw), crop, rounded=False).float().div_(255.0)
-        return normalize(x, s["image_mean"], s["image_std"]).contiguous()
+        x = center_crop(resize_transformers_style(frames, out_hw), crop, rounded=False)
+        return normalize(x, s["image_mean"], s["image_std"], scale=255.0)
 
 
 def _is_frame(x) -> bool:
@@ -146,10 +146,11 @@ def read_frames(video, policy: dict, name: str):
 
 
 def to_uint8_chw_frames(frames: torch.Tensor) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (T, 3, H, W) uint8."""
+    """(T, H, W, 3) uint8 -> (T, 3, H, W) uint8 *view* in channels-last memory: no copy, and torch's resize
+    kernels are fastest on channels-last input."""
     if frames.dtype != torch.uint8:
         frames = torch.stack([to_uint8_chw(f) for f in frames]).permute(0, 2, 3, 1)
-    return frames.permute(0, 3, 1, 2).contiguous()
+    return frames.permute(0, 3, 1, 2)
 
 
 __all__ = ["VideoLlavaVideoProcessor", "FRAME_POLICY_KEYS"]
