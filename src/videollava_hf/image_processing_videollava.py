@@ -31,7 +31,7 @@ RESAMPLE_MODES = ("original", "transformers")
 def to_uint8_chw(image, name: str = "image") -> torch.Tensor:
     """PIL image / (H, W, 3) or (3, H, W) array or tensor -> (3, H, W) uint8 tensor (RGB)."""
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
+        image = np.array(image.convert("RGB"))  # a writable copy: torch warns on read-only arrays
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.ascontiguousarray(image))
     if not isinstance(image, torch.Tensor):

@@ -43,6 +43,11 @@ def register() -> None:
         AutoVideoProcessor.register(VideoLlavaConfig, VideoLlavaVideoProcessor, exist_ok=True)
     AutoProcessor.register(VideoLlavaConfig, VideoLlavaProcessor, exist_ok=True)
 
+    # pipeline("video-text-to-text") with no remote code
+    from .pipeline_video_text_to_text import register_pipeline
+
+    register_pipeline()
+
     VideoLlavaConfig.register_for_auto_class()
     VideoLlavaModel.register_for_auto_class("AutoModel")
     VideoLlavaForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
