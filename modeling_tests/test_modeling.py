@@ -384,6 +384,10 @@ def test_auto_classes_resolve_to_ours(tmp_path, make_config):
     assert saved["auto_map"]["AutoModelForImageTextToText"].endswith("VideoLlavaForConditionalGeneration")
     assert isinstance(AutoConfig.from_pretrained(tmp_path / "m"), VideoLlavaConfig)
     assert isinstance(AutoModelForImageTextToText.from_pretrained(tmp_path / "m"), VideoLlavaForConditionalGeneration)
+    from transformers import AutoModel, AutoModelForMultimodalLM
+
+    assert isinstance(AutoModelForMultimodalLM.from_pretrained(tmp_path / "m"), VideoLlavaForConditionalGeneration)
+    assert type(AutoModel.from_config(config)).__name__ == "VideoLlavaModel"
 
 
 def test_saved_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, make_config, make_processor):

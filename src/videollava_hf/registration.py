@@ -11,6 +11,8 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForImageTextToText,
+    AutoModelForMultimodalLM,
+    AutoModelForPreTraining,
     AutoProcessor,
     AutoVideoProcessor,
 )
@@ -33,7 +35,9 @@ def register() -> None:
     model_type = VideoLlavaConfig.model_type
     AutoConfig.register(model_type, VideoLlavaConfig, exist_ok=True)
     AutoModel.register(VideoLlavaConfig, VideoLlavaModel, exist_ok=True)
-    AutoModelForImageTextToText.register(VideoLlavaConfig, VideoLlavaForConditionalGeneration, exist_ok=True)
+    # The same Auto classes Transformers maps its own `video_llava` to.
+    for auto_class in (AutoModelForImageTextToText, AutoModelForMultimodalLM, AutoModelForPreTraining):
+        auto_class.register(VideoLlavaConfig, VideoLlavaForConditionalGeneration, exist_ok=True)
     AutoImageProcessor.register(
         VideoLlavaConfig, image_processor_classes={"pil": VideoLlavaImageProcessor}, exist_ok=True
     )

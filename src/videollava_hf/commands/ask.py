@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import resources
 from pathlib import Path
+
+from ..demo import demo_model_dir, sample_video_path
 
 # Extensions decide image vs video without opening the file; anything else is sniffed (see `media_kind`).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -21,6 +22,7 @@ VIDEOLLAVA_MODEL_TYPES = ("videollava_hf", "video_llava")  # ours, and Transform
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 EXIT_USAGE = 2  # bad input: missing file, unsupported format, wrong model
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+SAMPLE = "sample"  # `videollava-hf ask sample "..."` uses the bundled clip
 
 
 class CommandError(Exception):
@@ -28,11 +30,6 @@ class CommandError(Exception):
 
 
 # --- model -------------------------------------------------------------------------------------------------------
-
-
-def demo_model_dir() -> Path:
-    """Where the demo model ships: `videollava_hf/demo_model/` inside the installed package."""
-    return Path(str(resources.files("videollava_hf").joinpath("demo_model")))
 
 
 def resolve_model(model: str | None) -> str:
@@ -237,6 +234,8 @@ def run_command(function, args: argparse.Namespace) -> int:
 def ask(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1:
         raise CommandError("--max-new-tokens must be at least 1.")
+    if args.media == SAMPLE:
+        args.media = str(sample_video_path())
     kind = media_kind(args.media)
     pipe = build_pipeline(args)
     messages = [{"role": "user", "content": [media_item(args.media, kind), {"type": "text", "text": args.question}]}]
@@ -252,7 +251,11 @@ def register(subparsers) -> None:
         help="Ask one question about a video or an image.",
         description="Ask one question about a video or an image; the answer is streamed to the terminal.",
     )
-    parser.add_argument("media", help="A video (mp4, mkv, webm, avi, mov, ...) or an image (jpg, png, ...).")
+    parser.add_argument(
+        "media",
+        help=f"A video (mp4, mkv, webm, avi, mov, ...) or an image (jpg, png, ...); '{SAMPLE}' is the clip bundled "
+             "with the package (a synthetic scene the demo model knows).",
+    )
     parser.add_argument("question", help='The question, e.g. "What is the man doing?"')
     add_model_arguments(parser)
     parser.add_argument("--no-stream", action="store_true", help="Print the answer once it is complete.")
