@@ -12,8 +12,9 @@ from typing import Any
 
 from transformers import AutoConfig, CLIPVisionConfig, PretrainedConfig
 
-# LanguageBind's towers are CLIP ViT-L/14 at 224 px.
-_DEFAULT_VISION = {
+# LanguageBind's towers are CLIP ViT-L/14 at 224 px; hidden_act "gelu": they come from OpenCLIP ViT-L/14, which
+# uses exact GELU (Transformers' built-in config defaults to quick_gelu).
+LANGUAGEBIND_VISION_DEFAULTS = {
     "hidden_size": 1024,
     "intermediate_size": 4096,
     "num_hidden_layers": 24,
@@ -110,7 +111,7 @@ class VideoLlavaConfig(PretrainedConfig):
             )
         if num_frames < 1:
             raise ValueError(f"`num_frames` must be >= 1, got {num_frames}.")
-        self.vision_config = _to_config(vision_config, _DEFAULT_VISION, "clip_vision_model", "vision_config")
+        self.vision_config = _to_config(vision_config, LANGUAGEBIND_VISION_DEFAULTS, "clip_vision_model", "vision_config")
         self.text_config = _to_config(text_config, _DEFAULT_TEXT, "llama", "text_config")
         self.image_token_index = image_token_index
         self.video_token_index = video_token_index
@@ -212,6 +213,7 @@ def max_frames_for_budget(token_budget: int, num_patches: int, select_strategy: 
 
 
 __all__ = [
+    "LANGUAGEBIND_VISION_DEFAULTS",
     "VideoLlavaConfig",
     "frame_pool_strides",
     "frame_token_count",

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .configuration_videollava import VideoLlavaConfig
+from .configuration_videollava import LANGUAGEBIND_VISION_DEFAULTS, VideoLlavaConfig
 from .conversion import (
     DEFAULT_MAX_SHARD_SIZE,
     ConversionError,
@@ -95,20 +95,8 @@ ORIGINAL_IGNORED_KEYS: list[IgnoreRule] = [
     ),
 ]
 
-# Defaults when no LanguageBind tower config is given: CLIP ViT-L/14 at 224 px, the shape of LanguageBind_Image and
-# LanguageBind_Video_merge. hidden_act "gelu": LanguageBind's towers come from OpenCLIP ViT-L/14, which uses exact
-# GELU (this is the package's documented assumption, see docs/conversion.md; override with `vision_config`).
-LANGUAGEBIND_VISION_DEFAULTS: dict[str, Any] = {
-    "hidden_size": 1024,
-    "intermediate_size": 4096,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-    "image_size": 224,
-    "patch_size": 14,
-    "hidden_act": "gelu",
-    "layer_norm_eps": 1e-5,
-    "projection_dim": 768,
-}
+# Defaults when no LanguageBind tower config is given: the package's ViT-L/14 defaults (documented assumption,
+# see docs/conversion.md; override with `vision_config`).
 # What LanguageBind's own CLIPVisionConfig class falls back to for a field a tower config.json leaves out.
 _LANGUAGEBIND_CLASS_DEFAULTS: dict[str, Any] = {
     "hidden_size": 768,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .configuration_videollava import VideoLlavaConfig
+from .configuration_videollava import LANGUAGEBIND_VISION_DEFAULTS, VideoLlavaConfig
 
 TRANSFORMERS_MODEL_TYPE = "video_llava"
 
@@ -48,11 +48,9 @@ def config_from_transformers(config_dict: dict[str, Any]) -> VideoLlavaConfig:
     vision = dict(d.get("vision_config") or {})
     vision.setdefault("model_type", "clip_vision_model")
     # The built-in config only stores values that differ from its defaults: restore its ViT-L/14 defaults.
-    for key, value in {
-        "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
-        "image_size": 224, "patch_size": 14, "projection_dim": 768,
-    }.items():
-        vision.setdefault(key, value)
+    for key, value in LANGUAGEBIND_VISION_DEFAULTS.items():
+        if key != "hidden_act":  # the built-in's own default (CLIP's quick_gelu) applies when unset
+            vision.setdefault(key, value)
     strategy = d.get("vision_feature_select_strategy", "default")
     layer = d.get("vision_feature_layer", -2)
     if not isinstance(layer, int):
