@@ -5,7 +5,7 @@ the package (src/videollava_hf/demo_model/).
     python demo/build_demo_model.py                       # the shipped model (joint image + video training)
     python demo/build_demo_model.py --videos-only --no-install --out runs/videos_only   # the ablation
 
-Everything is seeded; on a 2-core CPU it takes about 15-30 minutes.
+Everything is seeded; on a 2-core CPU it takes about 15 minutes (one thread).
 """
 
 from __future__ import annotations
@@ -37,13 +37,17 @@ SAMPLE_SCENE = SceneSpec(colour="red", shape="circle", motion="right", seed=7)
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO / "runs" / "demo"), help="work directory (data, checkpoints)")
-    parser.add_argument("--train-videos", type=int, default=3000, help="synthetic training videos")
-    parser.add_argument("--train-images", type=int, default=1500, help="synthetic training images")
+    parser.add_argument("--train-videos", type=int, default=2000, help="synthetic training videos")
+    parser.add_argument("--train-images", type=int, default=600, help="synthetic training images")
     parser.add_argument("--heldout-videos", type=int, default=350, help="held-out videos (seed 1)")
     parser.add_argument("--heldout-images", type=int, default=150, help="held-out images (seed 1)")
-    parser.add_argument("--epochs", type=float, default=3.0, help="training epochs")
+    parser.add_argument("--epochs", type=float, default=5.0, help="training epochs")
     parser.add_argument("--batch-size", type=int, default=16, help="per-device batch size")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine, 3%% warmup)")
+    parser.add_argument("--lr", type=float, default=5e-4,
+                        help="peak learning rate (cosine, 3%% warmup); from-scratch runs at >= 1.5e-3 never learned "
+                             "to look at the media")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 is fastest for a model this small, above all on a busy machine)")
     parser.add_argument("--videos-only", action="store_true", help="ablation: train on the videos only")
     parser.add_argument("--no-install", action="store_true", help="do not copy the result into the package")
     parser.add_argument("--seed", type=int, default=0, help="training seed (data seed 0, held-out seed 1)")
@@ -67,6 +71,7 @@ def strip_remote_code(directory: Path) -> None:
 
 def main() -> None:
     args = parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)

@@ -165,3 +165,9 @@ def test_chat_reuses_the_cache_and_matches_full_recompute(make_config, make_proc
     # the later turns are exactly the template's text for them
     later = processor.tokenizer.decode(history[0, first["input_ids"].shape[1]:])
     assert later.count("USER: ") == 2 and later.endswith("USER: Does it move? ASSISTANT:")
+
+
+def test_timestamps_need_a_clock(make_config, make_processor):
+    processor = make_processor(make_config())
+    with pytest.raises(ValueError, match="needs frame times"):
+        processor(text="USER: <video>\nWhen? ASSISTANT:", videos=frames(8), add_timestamps=True)

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each name is a module in videollava_hf.commands with a `register(subparsers)` function.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("ask", "chat", "describe", "train", "convert", "card", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,13 +59,13 @@ def demo_tokenizer(vocab_size: int = 480):
 
 
 def demo_config(tokenizer) -> VideoLlavaConfig:
-    """Small towers (48 px, 3 layers, temporal attention on) and a 3-layer Llama; about 1.1M parameters."""
+    """Small towers (48 px, 3 layers, temporal attention on) and a 2-layer Llama; about 0.9M parameters."""
     vision = {
         "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4,
         "image_size": DEMO_IMAGE_SIZE, "patch_size": 8, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
     }
     text = {
-        "model_type": "llama", "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 3,
+        "model_type": "llama", "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": len(tokenizer),
         "max_position_embeddings": 1024, "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "tie_word_embeddings": False,

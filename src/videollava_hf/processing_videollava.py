@@ -66,6 +66,13 @@ CHAT_TEMPLATE = (
 
 def timestamp_sentence(metadata) -> str:
     """The LLaVA-Video style time instruction built from the reader's metadata."""
+    import math
+
+    if not metadata.timestamps or any(t is None or math.isnan(t) for t in metadata.timestamps):
+        raise ValueError(
+            f"add_timestamps=True needs frame times, but {metadata.source} has none (frames passed as arrays or "
+            "images carry no clock). Pass the video as a file, URL or bytes, or leave add_timestamps off."
+        )
     times = ", ".join(f"{t:.2f}s" for t in metadata.timestamps)
     duration = metadata.duration if metadata.duration is not None else (metadata.timestamps or [0.0])[-1]
     return (
