@@ -50,6 +50,8 @@ def parse_args() -> argparse.Namespace:
                         help="torch CPU threads (1 is fastest for a model this small, above all on a busy machine)")
     parser.add_argument("--videos-only", action="store_true", help="ablation: train on the videos only")
     parser.add_argument("--no-install", action="store_true", help="do not copy the result into the package")
+    parser.add_argument("--init-from", default=None,
+                        help="continue training from this checkpoint directory instead of a fresh random model")
     parser.add_argument("--seed", type=int, default=0, help="training seed (data seed 0, held-out seed 1)")
     return parser.parse_args()
 
@@ -84,9 +86,10 @@ def main() -> None:
     # 1. A fresh tiny Video-LLaVA with a tokenizer trained on the synthetic world's vocabulary.
     tokenizer = demo_tokenizer()
     config = demo_config(tokenizer)
-    init_dir = work / "init"
-    VideoLlavaForConditionalGeneration(config).save_pretrained(init_dir)
-    demo_processor(config, tokenizer).save_pretrained(init_dir)
+    init_dir = Path(args.init_from) if args.init_from else work / "init"
+    if not args.init_from:
+        VideoLlavaForConditionalGeneration(config).save_pretrained(init_dir)
+        demo_processor(config, tokenizer).save_pretrained(init_dir)
 
     # 2. Train everything: at this scale there are no pretrained LanguageBind towers to freeze, so the towers
     #    learn too (the real recipe keeps them frozen; see docs/training.md).

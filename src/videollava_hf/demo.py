@@ -59,7 +59,7 @@ def demo_tokenizer(vocab_size: int = 480):
 
 
 def demo_config(tokenizer) -> VideoLlavaConfig:
-    """Small towers (48 px, 3 layers, temporal attention on) and a 2-layer Llama; about 0.9M parameters."""
+    """Small towers (48 px, 3 layers, temporal attention on) and a 2-layer Llama; about 0.96M parameters."""
     vision = {
         "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4,
         "image_size": DEMO_IMAGE_SIZE, "patch_size": 8, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
