@@ -337,11 +337,17 @@ def test_converted_folder_loads_as_remote_code_without_the_package(converted_ori
 
     out, _ = converted_original
     code = (
-        "import importlib.util, sys\n"
-        "assert importlib.util.find_spec('videollava_hf') is None\n"
+        "import importlib.abc, sys\n"
+        # the package may be installed (CI installs it): make it unimportable in this interpreter
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'videollava_hf' or name.startswith('videollava_hf.'):\n"
+        "            raise ImportError('blocked for this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
         "from transformers import AutoModelForImageTextToText, AutoProcessor\n"
         f"model = AutoModelForImageTextToText.from_pretrained({str(out)!r}, trust_remote_code=True)\n"
         f"processor = AutoProcessor.from_pretrained({str(out)!r}, trust_remote_code=True)\n"
+        "assert 'videollava_hf' not in sys.modules\n"
         "print(type(model).__module__, type(model).__name__, type(processor).__name__)\n"
     )
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
