@@ -148,17 +148,21 @@ class VideoLlavaConfig(PretrainedConfig):
 
     def video_pooling_options(self, **overrides) -> dict:
         """The config's video pooling settings, with per-call `overrides` (None values mean "use the config")."""
-        options = {
-            "pooling": self.video_pooling,
-            "stride": self.video_pool_stride,
-            "slowfast_every": self.video_slowfast_every,
-        }
-        options.update({k: v for k, v in overrides.items() if v is not None})
-        check_pooling(options["pooling"], options["stride"], options["slowfast_every"])
-        return options
+        return pooling_options(self, **overrides)
 
 
 POOLING_MODES = ("average", "bilinear")
+
+
+def pooling_options(owner, **overrides) -> dict:
+    """`owner`'s (a config's or a processor's) `video_pooling` / `video_pool_stride` / `video_slowfast_every` as
+    `video_token_count` keywords, with per-call `overrides` (`pooling=`, `stride=`, `slowfast_every=`; None values
+    keep the owner's), checked."""
+    options = {"pooling": owner.video_pooling, "stride": owner.video_pool_stride,
+               "slowfast_every": owner.video_slowfast_every}
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    check_pooling(options["pooling"], options["stride"], options["slowfast_every"])
+    return options
 
 
 def check_pooling(pooling: str | None, stride: int, slowfast_every: int | None) -> None:
@@ -219,5 +223,6 @@ __all__ = [
     "frame_token_count",
     "image_token_count",
     "max_frames_for_budget",
+    "pooling_options",
     "video_token_count",
 ]

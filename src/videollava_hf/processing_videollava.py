@@ -15,7 +15,13 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.video_processing_utils import VideoProcessorMixin
 
-from .configuration_videollava import check_pooling, image_token_count, max_frames_for_budget, video_token_count
+from .configuration_videollava import (
+    check_pooling,
+    image_token_count,
+    max_frames_for_budget,
+    pooling_options,
+    video_token_count,
+)
 from .video_processing_videollava import FRAME_POLICY_KEYS
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -160,11 +166,8 @@ class VideoLlavaProcessor(ProcessorMixin):
         return image_token_count(self.num_patches, self.vision_feature_select_strategy)
 
     def pooling_options(self, **overrides) -> dict:
-        options = {"pooling": self.video_pooling, "stride": self.video_pool_stride,
-                   "slowfast_every": self.video_slowfast_every}
-        options.update({k: v for k, v in overrides.items() if v is not None})
-        check_pooling(options["pooling"], options["stride"], options["slowfast_every"])
-        return options
+        """This processor's video token budget settings with per-call overrides (as the model config's)."""
+        return pooling_options(self, **overrides)
 
     def video_seq_length(self, num_frames: int | None = None, **pooling) -> int:
         """Tokens of one video of `num_frames` frames (default: the video processor's), with optional per-call
