@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from ._compat import CACHE_NAME
+
 
 class ChatSession:
     """A conversation in the original llava_v1 format with a [`VideoLlavaForConditionalGeneration`].
@@ -70,7 +72,7 @@ class ChatSession:
         inputs = inputs.to(self.model.device) if hasattr(inputs, "to") else inputs
         generate_kwargs.setdefault("do_sample", False)
         generate_kwargs.setdefault("max_new_tokens", 128)
-        out = self.model.generate(**inputs, past_key_values=self.cache, return_dict_in_generate=True,
+        out = self.model.generate(**inputs, **{CACHE_NAME: self.cache}, return_dict_in_generate=True,
                                   **generate_kwargs)
         sequences = out.sequences
         eos = self.processor.tokenizer.eos_token_id

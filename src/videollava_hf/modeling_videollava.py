@@ -27,7 +27,9 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.utils import ModelOutput
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+from ._compat import CACHE_NAME, resolve_cache
 
 from .configuration_videollava import VideoLlavaConfig, frame_pool_strides, video_token_count
 from .transformers_compat import TRANSFORMERS_KEY_RULES, config_from_transformers, is_transformers_config
@@ -49,31 +51,22 @@ def _read_config_dict(path, kwargs: dict) -> dict:
 
 
 @dataclass
-class VideoLlavaModelOutputWithPast(ModelOutput):
-    """Output of [`VideoLlavaModel`].
+class VideoLlavaModelOutputWithPast(BaseModelOutputWithPast):
+    """Output of [`VideoLlavaModel`]: Transformers' own fields (their names follow the installed release), plus
 
     image_hidden_states: projected image features, `(num_images, image_seq_length, text_hidden)`.
     video_hidden_states: projected video features, `(num_videos, num_frames * tokens_per_frame, text_hidden)`.
     """
 
-    last_hidden_state: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
     image_hidden_states: torch.FloatTensor | None = None
     video_hidden_states: torch.FloatTensor | None = None
 
 
 @dataclass
-class VideoLlavaCausalLMOutputWithPast(ModelOutput):
+class VideoLlavaCausalLMOutputWithPast(CausalLMOutputWithPast):
     """Output of [`VideoLlavaForConditionalGeneration`]: `loss` (when `labels` are given), `logits`
     `(batch, seq, vocab)`, the cache, and the projected image / video features."""
 
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
     image_hidden_states: torch.FloatTensor | None = None
     video_hidden_states: torch.FloatTensor | None = None
 
@@ -260,7 +253,7 @@ class VideoLlavaPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["VideoLlavaVisionEncoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = [CACHE_NAME]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -404,9 +397,10 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
         pixel_values_videos: torch.FloatTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
+        past_key_values: Cache | None = None,
         video_pooling: str | None = None,
         video_pool_stride: int | None = None,
         video_slowfast_every: int | None = None,
@@ -440,14 +434,14 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            **{CACHE_NAME: resolve_cache(cache, past_key_values)},
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
         )
         return VideoLlavaModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_NAME: outputs.get(CACHE_NAME)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=image_features,
@@ -491,12 +485,13 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
         pixel_values_videos: torch.FloatTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         pixel_values_images: torch.FloatTensor | None = None,
+        past_key_values: Cache | None = None,
         video_pooling: str | None = None,
         video_pool_stride: int | None = None,
         video_slowfast_every: int | None = None,
@@ -519,7 +514,7 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
             pixel_values_videos=pixel_values_videos,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             video_pooling=video_pooling,
@@ -542,7 +537,7 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
         return VideoLlavaCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_NAME: outputs.get(CACHE_NAME)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=outputs.image_hidden_states,
