@@ -26,8 +26,8 @@ import time
 import torch
 
 from videollava_hf import VideoLlavaForConditionalGeneration
-from videollava_hf.configuration_videollava import video_token_count
-from videollava_hf.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.models.videollava.configuration_videollava import video_token_count
+from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
 SHAPES = {
     # 32-px towers (patch 8: 16 patches + CLS per frame), 2-layer Llama hidden 64: the test-suite model

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from videollava_hf import VideoLlavaConfig  # noqa: E402
-from videollava_hf.conversion import expected_state_shapes  # noqa: E402
+from videollava_hf.conversion.common import expected_state_shapes  # noqa: E402
 
 CACHE = REPO / ".bench_cache" / "convert_original"
 SECTION = "## Checkpoint conversion"

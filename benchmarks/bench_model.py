@@ -19,7 +19,7 @@ from transformers import VideoLlavaConfig as BuiltinConfig
 from transformers import VideoLlavaForConditionalGeneration as BuiltinModel
 
 from videollava_hf import VideoLlavaForConditionalGeneration
-from videollava_hf.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
 SHAPES = {
     # 32-px towers, 2-layer Llama: the test-suite model

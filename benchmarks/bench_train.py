@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from videollava_hf.data.synthetic import generate_records, write_dataset
-from videollava_hf.processing_videollava import VideoLlavaProcessor
-from videollava_hf.tiny import tiny_config, tiny_tokenizer
+from videollava_hf.demo.synthetic import generate_records, write_dataset
+from videollava_hf import VideoLlavaProcessor
+from videollava_hf.testing.tiny import tiny_config, tiny_tokenizer
 from videollava_hf.training import (
     LoraSettings,
     VideoLlavaDataCollator,

@@ -5,7 +5,7 @@ Compares, in one run and on the same files:
   (a) the decode-everything loop from the Transformers Video-LLaVA docs (decode frames in order
       until the last wanted index, keep the wanted ones; indices = arange(0, total, total / 8)),
   (b) ``transformers.video_utils.load_video(path, num_frames=8, backend="pyav")``,
-  (c) ``videollava_hf.video_io.load_video(path, num_frames=8)`` (frame-accurate),
+  (c) ``videollava_hf.models.videollava.video_io.load_video(path, num_frames=8)`` (frame-accurate),
   (d) a floor: seek to the keyframe before each of the 8 target times and decode one frame.
 
 Clips: the real clips in ``../shared/fixtures/`` and synthetic H.264 clips generated once with
@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from videollava_hf.video_io import load_video  # noqa: E402
+from videollava_hf.models.videollava.video_io import load_video  # noqa: E402
 
 
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -278,7 +278,7 @@ def run(quick: bool, repeats: int) -> str:
         f"Load average at start: {load_at_start}.\n\n"
         "(a) decode-everything loop of the Transformers Video-LLaVA docs; (b) "
         "`transformers.video_utils.load_video(path, num_frames=8, backend=\"pyav\")`; (c) "
-        "`videollava_hf.video_io.load_video(path, num_frames=8)` (frame-accurate); (d) floor: seek to the keyframe "
+        "`videollava_hf.models.videollava.video_io.load_video(path, num_frames=8)` (frame-accurate); (d) floor: seek to the keyframe "
         "before each of 8 target times and decode one frame. (a) and (b) sample frames `i * n / 8` (i = 0..7), "
         "(c) the original `linspace(0, n - 1, 8)` (which includes the last frame).\n\n"
         "Wall-clock seconds:\n\n"

@@ -4,7 +4,7 @@ change with the frame count and the video token budget.
     python benchmarks/eval_demo.py --model runs/tiny            # writes a held-out set (seed 1000) and evaluates
     python benchmarks/eval_demo.py --model DIR --data heldout/heldout.json --frames 4 8 16
 
-The held-out set is written with `videollava_hf.data.synthetic.write_dataset` from a seed that must differ from the
+The held-out set is written with `videollava_hf.demo.synthetic.write_dataset` from a seed that must differ from the
 training data's (`--train-seed`, 0 by default as in recipes/tiny.yaml), single-turn, 16-frame clips. Every cell
 of the grid (frames x budget) is one `videollava_hf.evaluation.evaluate` run (greedy, fresh output folder);
 "s / question" is its wall time per question including video decoding and preprocessing. Prints two markdown
@@ -32,7 +32,7 @@ MODE_LABELS = {"off": "off", "pool": "pool p=2", "slowfast": "SlowFast s=4 p=2"}
 
 def held_out_set(work: Path, args: argparse.Namespace) -> Path:
     """Write the synthetic held-out set (or reuse --data)."""
-    from videollava_hf.data.synthetic import write_dataset
+    from videollava_hf.demo.synthetic import write_dataset
 
     if args.data is not None:
         return Path(args.data)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     import videollava_hf  # noqa: F401  (registers the Auto classes)
     from videollava_hf import VideoLlavaForConditionalGeneration
     from videollava_hf.evaluation import load_eval_dataset
-    from videollava_hf.pipeline_video_text_to_text import load_processor
+    from videollava_hf.models.videollava.pipeline_video_text_to_text import load_processor
 
     model = VideoLlavaForConditionalGeneration.from_pretrained(args.model, dtype=torch.float32).eval()
     processor = load_processor(args.model, config=model.config)

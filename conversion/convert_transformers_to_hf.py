@@ -1,6 +1,6 @@
 """Convert Transformers' built-in Video-LLaVA (e.g. LanguageBind/Video-LLaVA-7B-hf) to the videollava-hf format.
 
-Thin wrapper over `videollava_hf.convert_transformers.convert_transformers_checkpoint` (same options as
+Thin wrapper over `videollava_hf.conversion.builtin.convert_transformers_checkpoint` (same options as
 `videollava-hf convert --layout transformers`); see docs/conversion.md. Run with the package installed, or from the
 repository root (the script then finds `src/` itself):
 
@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 try:
-    from videollava_hf.commands.convert import build_parser, run
+    from videollava_hf.cli.convert import build_parser, run
 except ImportError:  # not installed: use the source tree next to this script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from videollava_hf.commands.convert import build_parser, run
+    from videollava_hf.cli.convert import build_parser, run
 
 
 def main(argv: list[str] | None = None) -> int:

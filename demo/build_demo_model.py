@@ -1,6 +1,6 @@
 """Build the shipped demo model: generate the synthetic shapes world, train a tiny Video-LLaVA on images and
 videos jointly with the project's own training code, evaluate it on a held-out set (another seed), and copy it into
-the package (src/videollava_hf/demo_model/).
+the package (src/videollava_hf/demo/model/).
 
     python demo/build_demo_model.py                       # the shipped model (joint image + video training)
     python demo/build_demo_model.py --videos-only --no-install --out runs/videos_only   # the ablation
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from videollava_hf import VideoLlavaForConditionalGeneration
-from videollava_hf.data.synthetic import generate_records, write_dataset, write_mp4, render_video, SceneSpec
+from videollava_hf.demo.synthetic import generate_records, write_dataset, write_mp4, render_video, SceneSpec
 from videollava_hf.demo import (
     demo_config,
     demo_model_dir,
@@ -54,21 +54,6 @@ def parse_args() -> argparse.Namespace:
                         help="continue training from this checkpoint directory instead of a fresh random model")
     parser.add_argument("--seed", type=int, default=0, help="training seed (data seed 0, held-out seed 1)")
     return parser.parse_args()
-
-
-def strip_remote_code(directory: Path) -> None:
-    """The package itself provides the classes: drop the code copies and auto_map that save_pretrained adds."""
-    for path in directory.glob("*.py"):
-        path.unlink()
-    for name in ("config.json", "processor_config.json", "tokenizer_config.json"):
-        path = directory / name
-        if path.exists():
-            data = json.loads(path.read_text())
-            data.pop("auto_map", None)
-            for part in ("image_processor", "video_processor"):
-                if isinstance(data.get(part), dict):
-                    data[part].pop("auto_map", None)
-            path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> None:
@@ -123,7 +108,6 @@ def main() -> None:
         shutil.rmtree(target, ignore_errors=True)
         model.save_pretrained(target)
         processor.save_pretrained(target)
-        strip_remote_code(target)
         (target / "heldout_metrics.json").write_text(json.dumps(result, indent=2))
         sample = sample_video_path()
         sample.parent.mkdir(parents=True, exist_ok=True)

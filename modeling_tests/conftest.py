@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import videollava_hf  # noqa: F401  (registers the Auto classes)
-from videollava_hf.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"

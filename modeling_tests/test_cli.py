@@ -18,10 +18,10 @@ from PIL import Image
 import videollava_hf
 from videollava_hf import VideoLlavaForConditionalGeneration
 from videollava_hf.cli import main
-from videollava_hf.commands import ask as ask_command
-from videollava_hf.commands import describe as describe_command
-from videollava_hf.pipeline_video_text_to_text import VideoTextToTextPipeline, load_processor
-from videollava_hf.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.cli import common as ask_command
+from videollava_hf.cli import describe as describe_command
+from videollava_hf.models.videollava.pipeline_video_text_to_text import VideoTextToTextPipeline, load_processor
+from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
 NEW = 6
 
@@ -111,7 +111,7 @@ def test_ask_options_reach_the_pipeline(capsys, checkpoint, oracle, fixtures_dir
 
 
 def test_default_model_is_the_packaged_demo_dir(capsys, monkeypatch, tmp_path, checkpoint, fixtures_dir):
-    assert ask_command.demo_model_dir() == Path(videollava_hf.__file__).resolve().parent / "demo_model"
+    assert ask_command.demo_model_dir() == Path(videollava_hf.__file__).resolve().parent / "demo" / "model"
     monkeypatch.setattr(ask_command, "demo_model_dir", lambda: tmp_path / "no_demo_yet")
     code, out, err = run_cli(capsys, "ask", str(fixtures_dir / "waterview.jpg"), "What?")
     assert code == 2 and "demo model is not in this installation" in err and "--model" in err and out == ""

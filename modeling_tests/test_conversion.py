@@ -21,15 +21,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from videollava_hf import VideoLlavaForConditionalGeneration, VideoLlavaProcessor
-from videollava_hf.conversion import (
-    CheckpointMismatchError,
-    ConversionError,
-    convert_checkpoint,
-    resolve_source,
-)
-from videollava_hf.convert_original import IMAGE_TOKEN_INDEX, convert_original_checkpoint, original_reference_logits
-from videollava_hf.convert_transformers import convert_transformers_checkpoint
-from videollava_hf.tiny import tiny_config, tiny_tokenizer
+from videollava_hf.conversion import convert_checkpoint
+from videollava_hf.conversion.common import CheckpointMismatchError, ConversionError, resolve_source
+from videollava_hf.conversion.original import IMAGE_TOKEN_INDEX, convert_original_checkpoint, original_reference_logits
+from videollava_hf.conversion.builtin import convert_transformers_checkpoint
+from videollava_hf.testing.tiny import tiny_config, tiny_tokenizer
 
 VISION = {
     "hidden_size": 32,
@@ -355,7 +351,7 @@ def test_converted_folder_loads_as_remote_code_without_the_package(converted_ori
     assert result.returncode == 0, result.stderr[-2000:]
     module, model_class, processor_class = result.stdout.split()
     assert module.startswith("transformers_modules.") and model_class == "VideoLlavaForConditionalGeneration"
-    assert processor_class == "VideoLlavaProcessor"
+    assert processor_class == "VideoLlavaHfProcessor"  # distinct from the built-in port's name
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:
@@ -470,8 +466,8 @@ def test_no_temporal_keys_needs_explicit_flag(original_ckpt, tmp_path):
 
 def test_vocabulary_rows_for_a_padded_table():
     """Added tokens whose ids fall inside an already padded table also get the mean of the real tokens' rows."""
-    from videollava_hf.conversion import extend_rows
-    from videollava_hf.convert_original import extend_tokenizer
+    from videollava_hf.conversion.common import extend_rows
+    from videollava_hf.conversion.original import extend_tokenizer
 
     tok = vicuna_like_tokenizer()
     n = len(tok)
@@ -612,7 +608,7 @@ def test_offline_hub_id_gives_clear_error(failure, tmp_path):
         "socket": ConnectionError("[Errno 101] Network is unreachable"),
         "client": _client_connect_error(),
     }[failure]
-    with mock.patch("videollava_hf.conversion.snapshot_download", side_effect=error):
+    with mock.patch("videollava_hf.conversion.common.snapshot_download", side_effect=error):
         with pytest.raises(ConversionError) as info:
             convert_checkpoint("LanguageBind/Video-LLaVA-7B", tmp_path / "out")
     message = str(info.value)
@@ -631,7 +627,7 @@ def test_hub_download_prefers_safetensors(tmp_path):
             (local / "pytorch_model.bin").write_bytes(b"")
         return str(local)
 
-    with mock.patch("videollava_hf.conversion.snapshot_download", side_effect=fake_download):
+    with mock.patch("videollava_hf.conversion.common.snapshot_download", side_effect=fake_download):
         path = resolve_source("LanguageBind/Video-LLaVA-7B")
     assert "*.safetensors" in calls[0] and "*.bin" not in calls[0]  # safetensors asked for first
     assert "*.bin" in calls[1] and path == tmp_path / "snap2"  # .bin only because there were none
@@ -639,7 +635,7 @@ def test_hub_download_prefers_safetensors(tmp_path):
 
 def test_push_to_hub_is_called_with_the_output_folder(builtin_ckpt, tmp_path):
     out = tmp_path / "out"
-    with mock.patch("videollava_hf.conversion.HfApi") as api_class:
+    with mock.patch("videollava_hf.conversion.common.HfApi") as api_class:
         api = api_class.return_value
         api.upload_folder.return_value = mock.Mock(commit_url="https://huggingface.co/me/tiny/commit/1")
         report = convert_checkpoint(

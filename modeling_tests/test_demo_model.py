@@ -10,7 +10,7 @@ from contextlib import redirect_stdout
 import pytest
 
 from videollava_hf import VideoLlavaForConditionalGeneration, VideoLlavaProcessor
-from videollava_hf.data.synthetic import generate_records
+from videollava_hf.demo.synthetic import generate_records
 from videollava_hf.demo import demo_model_dir, evaluate_synthetic, sample_video_path
 
 

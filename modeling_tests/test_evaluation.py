@@ -16,8 +16,8 @@ import torch
 
 from videollava_hf import VideoLlavaForConditionalGeneration
 from videollava_hf.cli import main as cli_main
-from videollava_hf.configuration_videollava import video_token_count
-from videollava_hf.data.synthetic import ANSWER_VOCAB, write_dataset
+from videollava_hf.models.videollava.configuration_videollava import video_token_count
+from videollava_hf.demo.synthetic import ANSWER_VOCAB, write_dataset
 from videollava_hf.evaluation import (
     CHOICE_INSTRUCTION,
     EvalSample,
@@ -37,7 +37,7 @@ from videollava_hf.evaluation import (
     run_judge,
     score_record,
 )
-from videollava_hf.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHOICES = ["red circle", "blue square", "green triangle", "red"]
@@ -450,7 +450,7 @@ def test_unreadable_media_is_recorded_and_retried(tiny_eval_model, synthetic, tm
 
 
 def test_frame_groups_keep_one_call_per_frame_count():
-    from videollava_hf.evaluation import _frame_groups
+    from videollava_hf.evaluation.generate import _frame_groups
 
     assert _frame_groups([8, None, 4, 8]) == [[0, 1, 3], [2]]
     assert _frame_groups([None, None]) == [[0, 1]]

@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from videollava_hf import VideoLlavaForConditionalGeneration
-from videollava_hf.modelcard import build_model_card, write_model_card
-from videollava_hf.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.conversion.modelcard import build_model_card, write_model_card
+from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
@@ -128,7 +128,7 @@ def test_card_pipeline_snippet_runs(tiny_checkpoint):
     from transformers.pipelines import SUPPORTED_TASKS
 
     if "video-text-to-text" not in SUPPORTED_TASKS:  # the pipeline module exists but is not wired into __init__ yet
-        pipeline_module = pytest.importorskip("videollava_hf.pipeline_video_text_to_text")
+        pipeline_module = pytest.importorskip("videollava_hf.models.videollava.pipeline_video_text_to_text")
         pipeline_module.register_pipeline()
     _, body = split_card(tiny_checkpoint / "README.md")
     block = next(b for b in python_blocks(body) if 'pipeline("video-text-to-text"' in b)

@@ -73,7 +73,7 @@ def test_builtin_checkpoint_loads_with_temporal_off_and_every_weight(builtin_pai
     mine = ours.state_dict()
     assert len(mine) == len(theirs)
     # every built-in tensor has an equal counterpart in ours
-    from videollava_hf.transformers_compat import rename_transformers_key
+    from videollava_hf.models.videollava.builtin_port import rename_transformers_key
 
     for key, value in theirs.items():
         assert torch.equal(mine[rename_transformers_key(key)], value), key
@@ -376,9 +376,32 @@ def test_device_map_auto_and_no_split_modules(tmp_path, make_config, tokenizer, 
 # ------------------------------------------------------------------------------------------------ Auto classes, remote code
 
 
+def test_importing_the_package_does_not_change_save_pretrained(tmp_path, make_config, make_processor):
+    """Code export is explicit: a plain save writes no auto_map and no code, for ours and for other models."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = make_config()
+    VideoLlavaForConditionalGeneration(config).save_pretrained(tmp_path / "plain")
+    make_processor(config).save_pretrained(tmp_path / "plain")
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    llama.save_pretrained(tmp_path / "llama")
+    for folder in ("plain", "llama"):
+        assert not list((tmp_path / folder).glob("*.py"))
+        for name in ("config.json", "processor_config.json"):
+            path = tmp_path / folder / name
+            if path.is_file():
+                assert "auto_map" not in path.read_text()
+    # and the explicit export still works after a plain save (the class state was restored)
+    VideoLlavaForConditionalGeneration(config).save_pretrained(tmp_path / "exported", export_code=True)
+    assert (tmp_path / "exported" / "modeling_videollava.py").is_file()
+    VideoLlavaForConditionalGeneration(config).save_pretrained(tmp_path / "plain2")
+    assert "auto_map" not in (tmp_path / "plain2" / "config.json").read_text()
+
+
 def test_auto_classes_resolve_to_ours(tmp_path, make_config):
     config = make_config()
-    VideoLlavaForConditionalGeneration(config).save_pretrained(tmp_path / "m")
+    VideoLlavaForConditionalGeneration(config).save_pretrained(tmp_path / "m", export_code=True)
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
     assert saved["model_type"] == "videollava_hf"
     assert saved["auto_map"]["AutoModelForImageTextToText"].endswith("VideoLlavaForConditionalGeneration")
@@ -393,8 +416,8 @@ def test_auto_classes_resolve_to_ours(tmp_path, make_config):
 def test_saved_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, make_config, make_processor):
     config = make_config()
     model = VideoLlavaForConditionalGeneration(config).eval()
-    model.save_pretrained(tmp_path / "m")
-    make_processor(config).save_pretrained(tmp_path / "m")
+    model.save_pretrained(tmp_path / "m", export_code=True)
+    make_processor(config).save_pretrained(tmp_path / "m", export_code=True)
     ids = torch.tensor([[1, 7, 9, 11]])
     with torch.no_grad():
         expected = model(input_ids=ids).logits[0, -1, :5].tolist()
@@ -424,6 +447,6 @@ def test_saved_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["cls"] == "VideoLlavaForConditionalGeneration"
-    assert out["proc"] == "VideoLlavaProcessor"
+    assert out["proc"] == "VideoLlavaHfProcessor"  # distinct from the built-in port's name
     assert out["n"] == config.image_seq_length
     torch.testing.assert_close(torch.tensor(out["logits"]), torch.tensor(expected), atol=1e-5, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""Tests for the `video-text-to-text` pipeline (videollava_hf.pipeline_video_text_to_text) on a tiny random model.
+"""Tests for the `video-text-to-text` pipeline (videollava_hf.models.videollava.pipeline_video_text_to_text) on a tiny random model.
 
 Oracles are independent of the pipeline: the processor + `model.generate` called by hand, the chat template rendered
 by hand, the same media given in another form, and spies that record what reached the reader and `generate()`.
@@ -21,8 +21,8 @@ from transformers import pipeline
 
 import videollava_hf
 from videollava_hf import VideoLlavaForConditionalGeneration
-from videollava_hf import video_io
-from videollava_hf.pipeline_video_text_to_text import (
+from videollava_hf.models.videollava import video_io
+from videollava_hf.models.videollava.pipeline_video_text_to_text import (
     TASK,
     VideoTextToTextPipeline,
     add_custom_pipeline_to_config,
@@ -30,9 +30,9 @@ from videollava_hf.pipeline_video_text_to_text import (
     load_processor,
     register_pipeline,
 )
-from videollava_hf.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
-SYSTEM = videollava_hf.processing_videollava.SYSTEM_PROMPT
+SYSTEM = videollava_hf.models.videollava.processing_videollava.SYSTEM_PROMPT
 NEW = 6  # new tokens per answer: enough to tell answers apart, cheap on CPU
 
 

@@ -20,7 +20,7 @@ from videollava_hf import (
     VideoLlavaProcessor,
     VideoLlavaVideoProcessor,
 )
-from videollava_hf.processing_videollava import SYSTEM_PROMPT
+from videollava_hf.models.videollava.processing_videollava import SYSTEM_PROMPT
 
 MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(3, 1, 1)
 STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(3, 1, 1)
@@ -208,7 +208,7 @@ def test_random_flip_is_off_by_default_and_flips_when_asked():
 
 def test_video_sources_agree(fixtures_dir):
     """A path, the same frames as an array, as a list of PIL images and as a tensor give the same pixels."""
-    from videollava_hf.video_io import load_video
+    from videollava_hf.models.videollava.video_io import load_video
 
     path = fixtures_dir / "sample_demo_1.mp4"
     processor = VideoLlavaVideoProcessor()

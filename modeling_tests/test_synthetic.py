@@ -1,4 +1,4 @@
-"""Tests for the deterministic synthetic shapes world (videollava_hf.data.synthetic)."""
+"""Tests for the deterministic synthetic shapes world (videollava_hf.demo.synthetic)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from videollava_hf.data import synthetic as syn
+from videollava_hf.demo import synthetic as syn
 
 SIZE = 64
 FRAMES = 8

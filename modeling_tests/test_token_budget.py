@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from videollava_hf import VideoLlavaForConditionalGeneration
-from videollava_hf.chat import ChatSession
-from videollava_hf.configuration_videollava import (
+from videollava_hf.inference.chat import ChatSession
+from videollava_hf.models.videollava.configuration_videollava import (
     frame_pool_strides,
     max_frames_for_budget,
     video_token_count,
 )
-from videollava_hf.processing_videollava import timestamp_sentence
+from videollava_hf.models.videollava.processing_videollava import timestamp_sentence
 
 
 def frames(n: int, h: int = 40, w: int = 48, seed: int = 0) -> np.ndarray:

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from videollava_hf import VideoLlavaForConditionalGeneration
-from videollava_hf.processing_videollava import SYSTEM_PROMPT
-from videollava_hf.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.models.videollava.processing_videollava import SYSTEM_PROMPT
+from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 from videollava_hf.training import (
     BadSampleError,
     VideoLlavaDataCollator,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from videollava_hf import VideoLlavaForConditionalGeneration
-from videollava_hf.data.synthetic import write_dataset
+from videollava_hf.demo.synthetic import write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -33,7 +33,7 @@ def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp_run")
     command = accelerate_command() + [
         "--config_file", str(REPO_ROOT / "recipes" / "accelerate" / "ddp_cpu.yaml"),
-        "-m", "videollava_hf.train",
+        "-m", "videollava_hf.training",
         "--config", str(REPO_ROOT / "recipes" / "tiny.yaml"),
         "--data_path", str(json_path), "--media_root", str(data), "--output_dir", str(out),
         "--dataset_cache_dir", str(out / "datasets_cache"),

@@ -19,8 +19,8 @@ from torch import nn
 from transformers import TrainerCallback
 
 from videollava_hf import VideoLlavaForConditionalGeneration
-from videollava_hf.data.synthetic import write_dataset
-from videollava_hf.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.demo.synthetic import write_dataset
+from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 from videollava_hf.training import (
     LoraSettings,
     VideoLlavaDataCollator,

@@ -1,4 +1,4 @@
-"""Tests for videollava_hf.video_io.
+"""Tests for videollava_hf.models.videollava.video_io.
 
 The central check is an oracle: for every fixture and sampling policy, the frames returned by
 load_video must be pixel-identical to the frames at the same indices of a full sequential decode
@@ -21,7 +21,7 @@ import av
 import numpy as np
 import pytest
 
-from videollava_hf.video_io import VideoDecodeError, VideoMetadata, load_video, sample_frame_indices
+from videollava_hf.models.videollava.video_io import VideoDecodeError, VideoMetadata, load_video, sample_frame_indices
 
 try:
     import video_fixtures as vf
@@ -32,7 +32,7 @@ except ImportError:  # modeling_tests imported as a package
 REAL_CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 REAL_CLIPS = ["sample_demo_1.mp4", "sample_demo_3.mp4"]
 SYNTHETIC = list(vf.SPECS)
-LOGGER = "videollava_hf.video_io"
+LOGGER = "videollava_hf.models.videollava.video_io"
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ class _DecodeCounter:
     """Counts seeks and frames the reader's decoder produces (white-box: proves what is decoded)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from videollava_hf import video_io
+        from videollava_hf.models.videollava import video_io
 
         self.seeks = 0
         self.frames = 0

@@ -1,7 +1,7 @@
 """Register the package's classes with Transformers' Auto classes (idempotent; run on `import videollava_hf`).
 
-`register_for_auto_class` also makes `save_pretrained` write an `auto_map` and copy the code files next to the
-weights, so a saved checkpoint loads with `trust_remote_code=True` where this package is not installed.
+Registration changes nothing else: `save_pretrained` writes code and an `auto_map` only when asked
+(`export_code=True`, as conversion and the pipeline's Hub export do), see `models/videollava/export.py`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from transformers import (
 
 from transformers.utils import is_torchvision_available
 
-from .configuration_videollava import VideoLlavaConfig
-from .image_processing_videollava import VideoLlavaImageProcessor
-from .modeling_videollava import VideoLlavaForConditionalGeneration, VideoLlavaModel
-from .processing_videollava import VideoLlavaProcessor
-from .video_processing_videollava import VideoLlavaVideoProcessor
+from .models.videollava.configuration_videollava import VideoLlavaConfig
+from .models.videollava.image_processing_videollava import VideoLlavaHfImageProcessor
+from .models.videollava.modeling_videollava import VideoLlavaForConditionalGeneration, VideoLlavaModel
+from .models.videollava.processing_videollava import VideoLlavaHfProcessor
+from .models.videollava.video_processing_videollava import VideoLlavaHfVideoProcessor
 
 _done = False
 
@@ -39,25 +39,19 @@ def register() -> None:
     for auto_class in (AutoModelForImageTextToText, AutoModelForMultimodalLM, AutoModelForPreTraining):
         auto_class.register(VideoLlavaConfig, VideoLlavaForConditionalGeneration, exist_ok=True)
     AutoImageProcessor.register(
-        VideoLlavaConfig, image_processor_classes={"pil": VideoLlavaImageProcessor}, exist_ok=True
+        VideoLlavaConfig, image_processor_classes={"pil": VideoLlavaHfImageProcessor}, exist_ok=True
     )
     if is_torchvision_available():
         # Transformers' AutoVideoProcessor itself needs torchvision; our processor does not, and
-        # VideoLlavaProcessor.from_pretrained loads it directly either way.
-        AutoVideoProcessor.register(VideoLlavaConfig, VideoLlavaVideoProcessor, exist_ok=True)
-    AutoProcessor.register(VideoLlavaConfig, VideoLlavaProcessor, exist_ok=True)
+        # VideoLlavaHfProcessor.from_pretrained loads it directly either way.
+        AutoVideoProcessor.register(VideoLlavaConfig, VideoLlavaHfVideoProcessor, exist_ok=True)
+    AutoProcessor.register(VideoLlavaConfig, VideoLlavaHfProcessor, exist_ok=True)
 
     # pipeline("video-text-to-text") with no remote code
-    from .pipeline_video_text_to_text import register_pipeline
+    from .models.videollava.pipeline_video_text_to_text import register_pipeline
 
     register_pipeline()
 
-    VideoLlavaConfig.register_for_auto_class()
-    VideoLlavaModel.register_for_auto_class("AutoModel")
-    VideoLlavaForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
-    VideoLlavaImageProcessor.register_for_auto_class("AutoImageProcessor")
-    VideoLlavaVideoProcessor.register_for_auto_class("AutoVideoProcessor")
-    VideoLlavaProcessor.register_for_auto_class("AutoProcessor")
     _done = True
 
 

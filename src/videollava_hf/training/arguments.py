@@ -202,7 +202,7 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise ValueError(
             f"{path}: unknown keys {unknown}. Keys are the script's flag names without dashes "
-            "(see `python -m videollava_hf.train --help`)."
+            "(see `python -m videollava_hf.training --help`)."
         )
     return {k: _coerce(v, hints.get(k)) for k, v in data.items()}
 

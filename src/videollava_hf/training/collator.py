@@ -74,7 +74,7 @@ class VideoLlavaDataCollator:
     r"""Collate normalised conversation rows (see `videollava_hf.training.data`) into model inputs with labels.
 
     Args:
-        processor ([`VideoLlavaProcessor`]): tokenizer, chat template, image and video preprocessing.
+        processor ([`VideoLlavaHfProcessor`]): tokenizer, chat template, image and video preprocessing.
         model_max_length (`int`): longest sequence in tokens, media tokens included (2048 in the paper).
         truncation (`"drop"` | `"error"` | `"truncate_text"`): what to do with longer samples (module docstring).
         skip_bad_samples (`bool`): skip and count samples whose media cannot be decoded instead of raising.

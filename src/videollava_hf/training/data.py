@@ -297,7 +297,7 @@ def load_media(row: Mapping[str, Any], num_frames: int):
 
 
 def _load_video_frames(path: str, num_frames: int, record_id: str) -> np.ndarray:
-    from ..video_io import VideoDecodeError, load_video
+    from ..models.videollava.video_io import VideoDecodeError, load_video
 
     try:
         frames, _ = load_video(path, num_frames=num_frames)

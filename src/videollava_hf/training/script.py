@@ -1,4 +1,4 @@
-"""The fine-tuning script behind `python -m videollava_hf.train --config recipe.yaml [--flag value ...]`.
+"""The fine-tuning script behind `python -m videollava_hf.training --config recipe.yaml [--flag value ...]`.
 
 Arguments come from three dataclasses parsed by Transformers' `HfArgumentParser` ([`ModelArguments`],
 [`DataArguments`], [`VideoLlavaTrainingArguments`], the latter a `TrainingArguments` with the paper's defaults and
@@ -107,7 +107,7 @@ class TrainingOutcome:
 
 def load_model_and_processor(model_args: ModelArguments, training_args: VideoLlavaTrainingArguments):
     """-> (model ready for training, processor). The tiny model is built from the seed, so every rank agrees."""
-    from ..processing_videollava import VideoLlavaProcessor
+    from ..models.videollava.processing_videollava import VideoLlavaHfProcessor
 
     if not model_args.model_name_or_path:
         raise ValueError(f"Pass --model_name_or_path (a checkpoint directory, a Hub id, or '{TINY_MODEL}').")
@@ -128,23 +128,23 @@ def load_model_and_processor(model_args: ModelArguments, training_args: VideoLla
         attn_implementation=model_args.attn_implementation,
     )
     if model_args.model_name_or_path == TINY_MODEL:
-        from ..tiny import tiny_config, tiny_processor, tiny_tokenizer
+        from ..testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
         tokenizer = tiny_tokenizer()
         config = tiny_config(tokenizer, num_frames=model_args.tiny_num_frames)
         return build_model_for_training(config, **options), tiny_processor(config, tokenizer)
     model = build_model_for_training(model_args.model_name_or_path, **options)
-    processor = VideoLlavaProcessor.from_pretrained(model_args.processor_name_or_path or model_args.model_name_or_path)
+    processor = VideoLlavaHfProcessor.from_pretrained(model_args.processor_name_or_path or model_args.model_name_or_path)
     return model, processor
 
 
 def _model_card_writer():
-    """The card writer of videollava_hf.modelcard; fails before training when that module is missing."""
+    """The card writer of videollava_hf.conversion.modelcard; fails before training when that module is missing."""
     try:
-        from ..modelcard import write_model_card
+        from ..conversion.modelcard import write_model_card
     except ImportError as err:
         raise ImportError(
-            "Writing the model card needs videollava_hf.modelcard (write_model_card), which could not be imported: "
+            "Writing the model card needs videollava_hf.conversion.modelcard (write_model_card), which could not be imported: "
             f"{err}. Pass --write_model_card false to train without a card."
         ) from err
     return write_model_card
@@ -285,7 +285,7 @@ def _write_card(writer, output_dir: Path, model_args, data_args, training_args, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (python -m videollava_hf.train / videollava-hf train)."""
+    """Command-line entry point (python -m videollava_hf.training / videollava-hf train)."""
     model_args, data_args, training_args = parse_args(argv)
     return run(model_args, data_args, training_args)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..configuration_videollava import VideoLlavaConfig
-from ..modeling_videollava import VideoLlavaForConditionalGeneration
+from ..models.videollava.configuration_videollava import VideoLlavaConfig
+from ..models.videollava.modeling_videollava import VideoLlavaForConditionalGeneration
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,247 @@
+"""Helpers the CLI commands share: model resolution (default: the demo model shipped inside the package), loading
+the pipeline, telling images from videos, streaming answers, and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..demo import demo_model_dir
+
+# Extensions decide image vs video without opening the file; anything else is sniffed (see `media_kind`).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts", ".ogv"}
+)
+VIDEOLLAVA_MODEL_TYPES = ("videollava_hf", "video_llava")  # ours, and Transformers' built-in port (loadable)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+EXIT_USAGE = 2  # bad input: missing file, unsupported format, wrong model
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+SAMPLE = "sample"  # `videollava-hf ask sample "..."` uses the bundled clip
+
+
+class CommandError(Exception):
+    """A problem with what the user asked for; the CLI prints the message (no traceback) and exits with 2."""
+
+
+# --- model -------------------------------------------------------------------------------------------------------
+
+
+def resolve_model(model: str | None) -> str:
+    """`--model` as a local directory or Hub id; None means the packaged demo model."""
+    if model is None:
+        directory = demo_model_dir()
+        if not (directory / "config.json").is_file():
+            raise CommandError(
+                f"The demo model is not in this installation ({directory} has no config.json). Pass --model with a "
+                "Video-LLaVA checkpoint directory or Hub id (e.g. --model LanguageBind/Video-LLaVA-7B-hf), or build "
+                "the demo model as described in the README."
+            )
+        return str(directory)
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise CommandError(f"--model {model}: this is a file; pass the checkpoint directory (with config.json).")
+        if not (path / "config.json").is_file():
+            raise CommandError(f"--model {model}: the directory has no config.json, so it is not a model checkpoint.")
+        return str(path)
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model):
+        raise CommandError(f"--model {model}: no such directory.")
+    return model  # a Hub id
+
+
+def check_videollava(model: str) -> None:
+    """Fail early, with a hint, when `model` is not a Video-LLaVA checkpoint."""
+    from transformers import PretrainedConfig
+
+    try:
+        config, _ = PretrainedConfig.get_config_dict(model)
+    except OSError as err:
+        raise CommandError(
+            f"--model {model}: cannot read its config.json ({err}). Hub ids need network access the first time; "
+            "offline, download the checkpoint elsewhere (`hf download ID --local-dir DIR`) and pass DIR."
+        ) from err
+    model_type = config.get("model_type")
+    if model_type not in VIDEOLLAVA_MODEL_TYPES:
+        raise CommandError(
+            f"--model {model} is a {model_type!r} model, not Video-LLaVA (model_type 'videollava_hf', or "
+            "Transformers' 'video_llava'). Convert an original Video-LLaVA checkpoint with `videollava-hf convert`, "
+            "or pass a Video-LLaVA checkpoint."
+        )
+
+
+def resolve_device_and_dtype(device: str, dtype: str):
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise CommandError(f"--device {device}: not a device torch knows ({err}); use cpu, cuda or cuda:N.") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
+    if dtype == "auto":
+        on_gpu = resolved.type == "cuda"
+        torch_dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    return resolved, torch_dtype
+
+
+def build_pipeline(args: argparse.Namespace):
+    """The video-text-to-text pipeline for `args.model` / `args.device` / `args.dtype`."""
+    from ..models.videollava.modeling_videollava import VideoLlavaForConditionalGeneration
+    from ..models.videollava.pipeline_video_text_to_text import VideoTextToTextPipeline, load_processor
+
+    from transformers.utils import logging as hf_logging
+
+    model_id = resolve_model(args.model)
+    check_videollava(model_id)
+    hf_logging.disable_progress_bar()  # a tiny model loads instantly; the bar would only clutter the answer
+    device, dtype = resolve_device_and_dtype(args.device, args.dtype)
+    model = VideoLlavaForConditionalGeneration.from_pretrained(model_id, dtype=dtype).eval()
+    processor = load_processor(model_id, config=model.config)
+    return VideoTextToTextPipeline(model=model, processor=processor, device=device)
+
+
+# --- media -------------------------------------------------------------------------------------------------------
+
+
+def media_kind(path: str | os.PathLike) -> str:
+    """"image" or "video" for an existing file: by extension, else by what Pillow / FFmpeg make of its content."""
+    file = Path(path)
+    if not file.exists():
+        raise CommandError(f"{path}: no such file.")
+    if file.is_dir():
+        raise CommandError(f"{path}: is a directory; give one video or image file (`videollava-hf describe DIR` "
+                           "answers a whole folder).")
+    suffix = file.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    kind = _sniff(file)
+    if kind is None:
+        raise CommandError(
+            f"{path}: unsupported format (neither an image Pillow can read nor a video FFmpeg can decode). Images: "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}; videos: {', '.join(sorted(VIDEO_EXTENSIONS))}."
+        )
+    return kind
+
+
+def _sniff(file: Path) -> str | None:
+    import av
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as image:
+            # Animated images (GIF, APNG, WebP) have several frames: they are videos to Video-LLaVA.
+            return "video" if getattr(image, "n_frames", 1) > 1 else "image"
+    except (UnidentifiedImageError, OSError):
+        pass
+    try:
+        with av.open(str(file)) as container:
+            return "video" if container.streams.video else None
+    except (av.error.FFmpegError, OSError):
+        return None
+
+
+def media_item(path: str, kind: str) -> dict:
+    """A chat content item for a media file (the pipeline reads it)."""
+    return {"type": kind, "path": str(path)}
+
+
+def frame_policy(args: argparse.Namespace) -> dict:
+    return {} if getattr(args, "num_frames", None) is None else {"num_frames": args.num_frames}
+
+
+def make_streamer(pipe):
+    """A TextStreamer printing only the answer (skip_prompt), without the space the model starts it with; it ends
+    the answer with a newline."""
+    from transformers import TextStreamer
+
+    class AnswerStreamer(TextStreamer):
+        started = False
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if not self.started:
+                text = text.lstrip()
+                self.started = bool(text)
+            super().on_finalized_text(text, stream_end)
+
+    return AnswerStreamer(pipe.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def answer(pipe, messages: list[dict], args: argparse.Namespace, stream: bool) -> str:
+    """Generate the assistant's reply to `messages` (greedy), streaming it to stdout when `stream`."""
+    generate_kwargs = {"do_sample": False}
+    if stream:
+        generate_kwargs["streamer"] = make_streamer(pipe)
+    out = pipe(
+        text=messages,
+        max_new_tokens=args.max_new_tokens,
+        add_system_prompt=not args.no_system_prompt,
+        return_full_text=False,
+        generate_kwargs=generate_kwargs,
+        **frame_policy(args),
+    )
+    return out[0]["generated_text"].strip()
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ask / chat / describe."""
+    parser.add_argument(
+        "--model", default=None,
+        help="Video-LLaVA checkpoint: a local directory or a Hub id (default: the demo model shipped in the package).",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="Longest answer, in tokens (default 128).")
+    parser.add_argument(
+        "--num-frames", type=int, default=None,
+        help="Frames sampled uniformly from each video (default: the model's own policy, 8 for Video-LLaVA).",
+    )
+    parser.add_argument(
+        "--no-system-prompt", action="store_true",
+        help="Leave out the llava_v1 system prompt (prompt becomes 'USER: <video>\\n{q} ASSISTANT:').",
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (GPU if there is one).")
+    parser.add_argument(
+        "--dtype", default="auto", choices=DTYPES,
+        help="Weights' dtype; auto = bfloat16 on a GPU that supports it, else float32.",
+    )
+
+
+def run_command(function, args: argparse.Namespace) -> int:
+    """Call `function(args)`, turning user-facing errors into a message on stderr and exit status 2.
+
+    The library raises ValueError / OSError (VideoDecodeError is a ValueError) with messages written for users:
+    unreadable media, missing weights, a prompt that does not fit; they are shown without a traceback."""
+    try:
+        return function(args)
+    except (CommandError, ValueError, OSError) as err:
+        print(f"videollava-hf {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+__all__ = [
+    "CommandError",
+    "DTYPES",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "IMAGE_EXTENSIONS",
+    "SAMPLE",
+    "VIDEO_EXTENSIONS",
+    "add_model_arguments",
+    "answer",
+    "build_pipeline",
+    "check_videollava",
+    "frame_policy",
+    "make_streamer",
+    "media_item",
+    "media_kind",
+    "resolve_device_and_dtype",
+    "resolve_model",
+    "run_command",
+]

@@ -1,0 +1,274 @@
+"""Convert Transformers' built-in Video-LLaVA (e.g. LanguageBind/Video-LLaVA-7B-hf) into this package's format.
+
+The built-in layout differs from ours only in key prefixes, and its video tower has no temporal attention (the port
+dropped it), so the converted model runs with `video_temporal_attention=False`. The key and config rules are the ones
+`VideoLlavaForConditionalGeneration.from_pretrained` already uses for such directories
+(`videollava_hf.models.videollava.builtin_port`); converting writes them out once, as safetensors with this package's config,
+processor and tokenizer, so loading needs no renaming and the folder carries a model card.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models.videollava.configuration_videollava import VideoLlavaConfig
+from .common import (
+    DEFAULT_MAX_SHARD_SIZE,
+    ConversionError,
+    ConversionReport,
+    IgnoreRule,
+    expected_state_shapes,
+    find_weight_files,
+    hub_repo_id,
+    parse_dtype,
+    plan_conversion,
+    prepare_output_dir,
+    push_to_hub,
+    read_config_dict,
+    read_shard_shapes,
+    resolve_source,
+    save_config_and_code,
+    write_shards,
+)
+from ..models.videollava.builtin_port import (
+    TRANSFORMERS_KEY_RULES,
+    config_from_transformers,
+    is_transformers_config,
+    rename_transformers_key,
+)
+
+# Keys already in our layout pass unchanged (Transformers 5 may save e.g. `model.language_model.*`). Anchored, and
+# still checked against the target's key -> shape table like every renamed key.
+IDENTITY_PREFIXES: list[str] = [
+    r"^model\.language_model\.",
+    r"^model\.image_tower\.",
+    r"^model\.video_tower\.",
+    r"^model\.multi_modal_projector\.",
+    r"^lm_head\.",
+]
+
+TRANSFORMERS_IGNORED_KEYS: list[IgnoreRule] = [
+    IgnoreRule(
+        r"^(model\.)?(image|video)_tower\.(vision_model\.)?embeddings\.position_ids$",
+        "CLIP's arange(num_positions) buffer, recomputed",
+    ),
+    IgnoreRule(
+        r"^(language_model\.)?model\.(language_model\.)?layers\.\d+\.self_attn\.rotary_emb\.inv_freq$",
+        "RoPE inverse frequencies: a buffer recomputed from rope_theta",
+    ),
+]
+
+
+def make_transformers_mapper(tied: bool = False) -> Callable[[str], tuple[str | None, str | None]]:
+    """Built-in key -> (our key, None) | (None, reason) | (None, None) when no rule applies.
+
+    Renaming uses `transformers_compat.TRANSFORMERS_KEY_RULES` (the rules `from_pretrained` applies), not a copy."""
+    ignore = list(TRANSFORMERS_IGNORED_KEYS)
+    if tied:
+        ignore.append(
+            IgnoreRule(r"^(language_model\.)?lm_head\.weight$", "tied to embed_tokens (tie_word_embeddings=true)")
+        )
+    compiled_ignore = [(re.compile(r.pattern), r.reason) for r in ignore]
+    rename_patterns = [re.compile(pattern) for pattern, _ in TRANSFORMERS_KEY_RULES]
+    identity = [re.compile(p) for p in IDENTITY_PREFIXES]
+
+    def mapper(key: str) -> tuple[str | None, str | None]:
+        for pattern, reason in compiled_ignore:
+            if pattern.match(key):
+                return None, reason
+        if any(p.match(key) for p in rename_patterns):
+            return rename_transformers_key(key), None
+        if any(p.match(key) for p in identity):
+            return key, None
+        return None, None
+
+    return mapper
+
+
+def _build_processor(config: VideoLlavaConfig, tokenizer):
+    from ..models.videollava.image_processing_videollava import VideoLlavaHfImageProcessor
+    from ..models.videollava.processing_videollava import VideoLlavaHfProcessor
+    from ..models.videollava.video_processing_videollava import VideoLlavaHfVideoProcessor
+
+    side = config.vision_config.image_size
+    # The built-in port preprocesses the Transformers way; keep that so the converted model sees what it saw.
+    image_processor = VideoLlavaHfImageProcessor(size=side, crop_size=side, resample_mode="transformers")
+    video_processor = VideoLlavaHfVideoProcessor(
+        num_frames=config.num_frames, size=side, crop_size=side, resample_mode="transformers"
+    )
+    return VideoLlavaHfProcessor.from_model_config(
+        config, tokenizer, image_processor=image_processor, video_processor=video_processor
+    )
+
+
+def _load_tokenizer(location: Path, config: VideoLlavaConfig):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(location))
+    except (OSError, ValueError) as err:
+        raise ConversionError(f"Could not load the built-in checkpoint's tokenizer from {location}: {err}.") from err
+    for name, want in (("<image>", config.image_token_index), ("<video>", config.video_token_index)):
+        got = tokenizer.convert_tokens_to_ids(name)
+        if got != want:
+            raise ConversionError(
+                f"The tokenizer maps {name} to {got}, but config.json says {want}; the checkpoint is inconsistent."
+            )
+    if tokenizer.pad_token is None:
+        raise ConversionError(
+            "The built-in checkpoint's tokenizer has no pad token (LanguageBind/Video-LLaVA-7B-hf uses <pad>)."
+        )
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def convert_transformers_checkpoint(
+    source: str | Path,
+    output_dir: str | Path,
+    *,
+    dtype: str | torch.dtype | None = None,
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    verify: bool = False,
+    verify_dtype: str | torch.dtype = "float32",
+    push_to_hub_repo: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    base_model: str | None = None,
+    model_card: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    source_name: str | None = None,
+    **unused: Any,
+) -> ConversionReport:
+    """Convert a built-in checkpoint (directory or Hub id) to `output_dir`; `verify` compares logits with
+    `transformers.VideoLlavaForConditionalGeneration` on a random prompt. Options as in `convert_original_checkpoint`
+    (the original-only ones are refused)."""
+    given = sorted(k for k, v in unused.items() if v not in (None, False))
+    if given:
+        raise ConversionError(f"Option(s) {given} only apply to original checkpoints, not to the built-in layout.")
+    start = time.perf_counter()
+    name = source_name or str(source)
+    src = resolve_source(source, revision=revision, token=token, cache_dir=cache_dir)
+    config_dict = read_config_dict(src)
+    if not is_transformers_config(config_dict):
+        raise ConversionError(
+            f"{name} has model_type={config_dict.get('model_type')!r}, not 'video_llava'; for an original checkpoint "
+            "use convert_original_checkpoint (--layout original)."
+        )
+    config = config_from_transformers(config_dict)
+    files = find_weight_files(src)
+    shard_shapes = {f: read_shard_shapes(f) for f in files}
+    plan = plan_conversion(
+        shard_shapes, make_transformers_mapper(config.tie_word_embeddings), expected_state_shapes(config)
+    )
+    tokenizer = _load_tokenizer(src, config)
+    out = prepare_output_dir(output_dir, overwrite)
+    out_dtype = parse_dtype(dtype)
+    stats = write_shards(plan, out, dtype=out_dtype, max_shard_size=max_shard_size, progress=progress)
+    saved_dtype = out_dtype or stats.source_dtype or torch.float32
+    config.dtype = saved_dtype
+    config.pad_token_id = tokenizer.pad_token_id
+    save_config_and_code(config, out)
+    _save_generation_config(src, out, config, tokenizer.pad_token_id)
+    _build_processor(config, tokenizer).save_pretrained(out, export_code=True)
+
+    report = ConversionReport(
+        layout="transformers",
+        source=name,
+        output_dir=out,
+        num_tensors=stats.num_tensors,
+        num_shards=stats.num_shards,
+        total_bytes=stats.total_bytes,
+        largest_input_shard_bytes=stats.largest_input_bytes,
+        largest_output_shard_bytes=stats.largest_output_bytes,
+        ignored=plan.ignored,
+        source_vocab_size=config.text_config.vocab_size,
+        vocab_size=config.text_config.vocab_size,
+        dtype=str(saved_dtype).replace("torch.", ""),
+    )
+    if verify:
+        report.verify_max_abs_diff = verify_transformers_conversion(
+            src, out, dtype=parse_dtype(verify_dtype) or torch.float32
+        )
+    if model_card:
+        from .modelcard import write_model_card
+
+        write_model_card(
+            out,
+            source="transformers",
+            base_model=base_model or hub_repo_id(name),
+            report=report,
+            model_id=push_to_hub_repo,
+        )
+    report.seconds = time.perf_counter() - start
+    if push_to_hub_repo:
+        report.pushed_to = push_to_hub(out, push_to_hub_repo, token=token, private=private)
+    return report
+
+
+def _save_generation_config(source_dir: Path, out_dir: Path, config: VideoLlavaConfig, pad_token_id: int) -> None:
+    from transformers import GenerationConfig
+
+    if (source_dir / "generation_config.json").is_file():
+        generation = GenerationConfig.from_pretrained(str(source_dir))
+    else:
+        generation = GenerationConfig(
+            bos_token_id=config.text_config.bos_token_id, eos_token_id=config.text_config.eos_token_id
+        )
+    generation.pad_token_id = pad_token_id
+    generation.save_pretrained(out_dir)
+
+
+@torch.no_grad()
+def verify_transformers_conversion(
+    source_dir: Path, output_dir: Path, *, dtype: torch.dtype = torch.float32, seed: int = 0
+) -> float:
+    """Max |logits| difference between the converted model and Transformers' own `VideoLlavaForConditionalGeneration`
+    loaded from the source, on a random prompt with one image and one video (two copies of the model in memory)."""
+    import transformers
+
+    from ..models.videollava.modeling_videollava import VideoLlavaForConditionalGeneration
+
+    reference = transformers.VideoLlavaForConditionalGeneration.from_pretrained(str(source_dir), dtype=dtype).eval()
+    model = VideoLlavaForConditionalGeneration.from_pretrained(str(output_dir), dtype=dtype).eval()
+    config = model.config
+    generator = torch.Generator().manual_seed(seed)
+    vocab = config.text_config.vocab_size
+    special = {config.image_token_index, config.video_token_index}
+
+    def text(n: int) -> list[int]:
+        ids = torch.randint(3, vocab, (n,), generator=generator).tolist()
+        return [3 if i in special else i for i in ids]  # keep placeholders only where features go
+
+    bos = config.text_config.bos_token_id
+    ids = [
+        *([bos] if bos is not None else []),
+        *text(5),
+        *[config.image_token_index] * config.image_seq_length,
+        *text(4),
+    ]
+    ids += [config.video_token_index] * config.video_seq_length + text(3)
+    side = config.vision_config.image_size
+    image = torch.randn(1, 3, side, side, generator=generator, dtype=dtype)
+    video = torch.randn(1, config.num_frames, 3, side, side, generator=generator, dtype=dtype)
+    input_ids = torch.tensor([ids])
+    ours = model(input_ids=input_ids, pixel_values=image, pixel_values_videos=video).logits
+    theirs = reference(input_ids=input_ids, pixel_values_images=image, pixel_values_videos=video).logits
+    return float((ours.float() - theirs.float()).abs().max())
+
+
+__all__ = [
+    "IDENTITY_PREFIXES",
+    "TRANSFORMERS_IGNORED_KEYS",
+    "convert_transformers_checkpoint",
+    "make_transformers_mapper",
+    "verify_transformers_conversion",
+]

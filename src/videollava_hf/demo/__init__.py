@@ -1,0 +1,132 @@
+"""The shipped demo model: a tiny Video-LLaVA trained by this project on its synthetic shapes world.
+
+Real Video-LLaVA-7B weights cannot be bundled, so `videollava-hf ask` defaults to a model that really answers
+questions about `videollava_hf.demo.synthetic` videos and images (colour, shape, direction of motion, whether it
+moves, how many shapes). This module holds its architecture, its tokenizer, the bundled sample clip and the
+held-out evaluation; `demo/build_demo_model.py` trains it with the project's own training code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.videollava.configuration_videollava import VideoLlavaConfig
+from ..models.videollava.processing_videollava import SYSTEM_PROMPT, VideoLlavaHfProcessor
+from ..testing.tokenizers import build_bpe_tokenizer
+
+DEMO_IMAGE_SIZE = 48  # tower input: 48 px, patch 8 -> 6 x 6 patches (+ CLS) per frame
+DEMO_NUM_FRAMES = 8
+
+
+def demo_model_dir() -> Path:
+    """Where the packaged demo model lives (inside the installed package)."""
+    return Path(__file__).resolve().parent / "model"
+
+
+def sample_video_path() -> Path:
+    """The bundled sample clip (a synthetic scene; its card lists what it shows)."""
+    return Path(__file__).resolve().parent / "assets" / "sample_shapes.mp4"
+
+
+def demo_corpus() -> list[str]:
+    """Text the demo tokenizer is trained on: the template, every question paraphrase and every answer."""
+    from . import synthetic as syn
+
+    texts = [SYSTEM_PROMPT, "USER: ASSISTANT: </s>"]
+    for colour in syn.COLOURS:
+        for shape in syn.SHAPES:
+            for motion in syn.MOTIONS:
+                for count in (1, 2, 3):
+                    if count > 1 and motion not in syn.MULTI_SHAPE_MOTIONS:
+                        continue
+                    spec = syn.SceneSpec(colour=colour, shape=shape, motion=motion, count=count)
+                    for qtype in syn.QUESTION_TYPES:
+                        for variant in range(3):
+                            texts.append(f"USER: {syn.question_for(spec, qtype, variant)} ASSISTANT: "
+                                         f"{syn.answer_for(spec, qtype)}</s>")
+    return texts
+
+
+def demo_tokenizer(vocab_size: int = 480):
+    return build_bpe_tokenizer(demo_corpus(), vocab_size=vocab_size, model_max_length=1024)
+
+
+def demo_config(tokenizer) -> VideoLlavaConfig:
+    """Small towers (48 px, 3 layers, temporal attention on) and a 2-layer Llama; about 0.96M parameters."""
+    vision = {
+        "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4,
+        "image_size": DEMO_IMAGE_SIZE, "patch_size": 8, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
+    }
+    text = {
+        "model_type": "llama", "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": len(tokenizer),
+        "max_position_embeddings": 1024, "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "tie_word_embeddings": False,
+    }
+    return VideoLlavaConfig(
+        vision_config=vision, text_config=text, num_frames=DEMO_NUM_FRAMES,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        pad_token_id=tokenizer.pad_token_id, video_temporal_attention=True,
+    )
+
+
+def demo_processor(config: VideoLlavaConfig, tokenizer) -> VideoLlavaHfProcessor:
+    return VideoLlavaHfProcessor.from_model_config(config, tokenizer)
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, first line, no punctuation or trailing end-of-turn marks."""
+    text = text.split("</s>")[0].strip().lower().splitlines()[0] if text.strip() else ""
+    return re.sub(r"[^a-z0-9 ]+", "", text).strip()
+
+
+@torch.no_grad()
+def evaluate_synthetic(model, processor, records: list[dict[str, Any]], media: dict[str, np.ndarray],
+                       batch_size: int = 16, max_new_tokens: int = 6) -> dict[str, Any]:
+    """Greedy answers to each record's first question; accuracy per question type (exact normalized match)."""
+    correct: dict[str, int] = defaultdict(int)
+    total: dict[str, int] = defaultdict(int)
+    processor.tokenizer.padding_side = "left"
+    for kind in ("video", "image"):
+        rows = [r for r in records if kind in r]
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            prompts = []
+            for r in chunk:
+                question = r["conversations"][0]["value"].split("\n", 1)[1]
+                messages = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": question}]}]
+                prompts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+            arrays = [media[r[kind]] for r in chunk]
+            media_kwargs = {"videos": arrays} if kind == "video" else {"images": arrays}
+            inputs = processor(text=prompts, padding=True, return_tensors="pt", **media_kwargs).to(model.device)
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            answers = processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            for r, answer in zip(chunk, answers):
+                qtype = r["question_type"]
+                total[qtype] += 1
+                correct[qtype] += int(normalize_answer(answer) == normalize_answer(r["conversations"][1]["value"]))
+    accuracy = {k: correct[k] / total[k] for k in sorted(total)}
+    overall = sum(correct.values()) / max(sum(total.values()), 1)
+    return {"accuracy": accuracy, "overall": overall, "counts": dict(total)}
+
+
+__all__ = [
+    "DEMO_IMAGE_SIZE",
+    "DEMO_NUM_FRAMES",
+    "demo_config",
+    "demo_corpus",
+    "demo_model_dir",
+    "demo_processor",
+    "demo_tokenizer",
+    "evaluate_synthetic",
+    "normalize_answer",
+    "sample_video_path",
+]

@@ -1,0 +1,1 @@
+"""Answer generation shared by the CLI, evaluation, the demo and serving; multi-turn chat."""

@@ -1,0 +1,1 @@
+"""Model folders (one per architecture), laid out as Transformers' `models/` are."""

@@ -1,0 +1,409 @@
+"""VideoLlavaHfProcessor: tokenizer + image processor + video processor, placeholder expansion, chat template.
+
+Each `<image>` in the text becomes `image_seq_length` image tokens (256) and each `<video>` becomes
+`num_frames x tokens_per_frame` video tokens (8 x 257 = 2056), computed with the same functions the model's config
+uses (`image_token_count`, `video_token_count`), so prompt and features always agree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_processing_utils import BaseImageProcessor
+from transformers.processing_utils import ProcessorMixin
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from transformers.video_processing_utils import VideoProcessorMixin
+
+from .configuration_videollava import (
+    check_pooling,
+    image_token_count,
+    max_frames_for_budget,
+    pooling_options,
+    video_token_count,
+)
+from .export import auto_classes
+from .video_processing_videollava import FRAME_POLICY_KEYS
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _known_init_kwargs(cls, saved: dict) -> dict:
+    """The entries of a saved config that `cls.__init__` takes by name (drops auto_map, *_type, legacy keys)."""
+    import inspect
+
+    names = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+    return {k: v for k, v in saved.items() if k in names}
+
+
+SYSTEM_PROMPT = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+
+# The original llava_v1 conversation format (Video-LLaVA's inference template):
+#   "{system} USER: <video>\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT:"
+# `add_system_prompt=False` gives the built-in docs' prompt "USER: <video>\n{q} ASSISTANT:".
+# Media items of a user turn are emitted first, each followed by "\n", then the text.
+CHAT_TEMPLATE = (
+    "{%- set ns = namespace(system='" + SYSTEM_PROMPT.replace("'", "\\'") + "') -%}"
+    "{%- if add_system_prompt is defined and not add_system_prompt -%}{%- set ns.system = '' -%}{%- endif -%}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
+    "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text')"
+    " | map(attribute='text') | join(' ') -%}{%- endif -%}"
+    "{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- if ns.system -%}{{ ns.system + ' ' }}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'user' -%}{{ 'USER: ' }}"
+    "{%- elif message['role'] == 'assistant' -%}{{ 'ASSISTANT: ' }}"
+    "{%- else -%}{{ raise_exception('Video-LLaVA chats have user and assistant turns (and one leading system "
+    "message); got role ' + message['role']) }}{%- endif -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}"
+    "{%- for item in message['content'] -%}{%- if item['type'] in ['image', 'video'] -%}"
+    "{{ '<' + item['type'] + '>\n' }}{%- endif -%}{%- endfor -%}"
+    "{{ message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') }}"
+    "{%- endif -%}"
+    "{%- if message['role'] == 'user' -%}{{ ' ' }}{%- else -%}{{ '</s>' }}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
+)
+
+
+def timestamp_sentence(metadata) -> str:
+    """The LLaVA-Video style time instruction built from the reader's metadata."""
+    import math
+
+    if not metadata.timestamps or any(t is None or math.isnan(t) for t in metadata.timestamps):
+        raise ValueError(
+            f"add_timestamps=True needs frame times, but {metadata.source} has none (frames passed as arrays or "
+            "images carry no clock). Pass the video as a file, URL or bytes, or leave add_timestamps off."
+        )
+    times = ", ".join(f"{t:.2f}s" for t in metadata.timestamps)
+    duration = metadata.duration if metadata.duration is not None else (metadata.timestamps or [0.0])[-1]
+    return (
+        f"The video lasts for {duration:.2f} seconds, and {len(metadata.timestamps)} frames are uniformly sampled "
+        f"from it. These frames are located at {times}. Please answer the following questions related to this video."
+    )
+
+
+class VideoLlavaHfProcessor(ProcessorMixin):
+    r"""Prepares text, images and videos for [`VideoLlavaForConditionalGeneration`].
+
+    Args:
+        image_processor ([`VideoLlavaHfImageProcessor`]), video_processor ([`VideoLlavaHfVideoProcessor`]),
+        tokenizer: any tokenizer that knows `image_token` and `video_token` as single tokens.
+        patch_size (`int`): the towers' patch size (14); with the processors' crop size it gives the patch count.
+        vision_feature_select_strategy / video_feature_select_strategy: as in the model config (CLS dropped for
+            images, kept for video frames by default).
+        image_token / video_token (`str`): the placeholders (`"<image>"`, `"<video>"`).
+        video_pooling / video_pool_stride / video_slowfast_every: the video token budget, as in the model config
+            (off by default); they can also be passed per call, and the model must get the same values.
+        chat_template (`str`): defaults to the original llava_v1 conversation format.
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        video_processor=None,
+        tokenizer=None,
+        chat_template: str | None = None,
+        patch_size: int = 14,
+        vision_feature_select_strategy: str = "default",
+        video_feature_select_strategy: str = "full",
+        image_token: str = "<image>",
+        video_token: str = "<video>",
+        video_pooling: str | None = None,
+        video_pool_stride: int = 2,
+        video_slowfast_every: int | None = None,
+        **kwargs,
+    ):
+        check_pooling(video_pooling, video_pool_stride, video_slowfast_every)
+        self.video_pooling = video_pooling
+        self.video_pool_stride = video_pool_stride
+        self.video_slowfast_every = video_slowfast_every
+        self.patch_size = patch_size
+        self.vision_feature_select_strategy = vision_feature_select_strategy
+        self.video_feature_select_strategy = video_feature_select_strategy
+        self.image_token = image_token
+        self.video_token = video_token
+        unk = getattr(tokenizer, "unk_token_id", None)
+        self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
+        for token, token_id in ((image_token, self.image_token_id), (video_token, self.video_token_id)):
+            if token_id is None or (unk is not None and token_id == unk):
+                raise ValueError(
+                    f"The tokenizer has no {token!r} token. Add it with "
+                    f"tokenizer.add_special_tokens({{'additional_special_tokens': [{token!r}]}}) and resize the "
+                    "model's embeddings, or convert the checkpoint with `videollava-hf convert`."
+                )
+        super().__init__(
+            image_processor, video_processor, tokenizer, chat_template=chat_template or CHAT_TEMPLATE, **kwargs
+        )
+
+    def check_argument_for_proper_class(self, argument_name, argument):
+        # Checked here rather than by Transformers' name lookup, which cannot resolve every custom class (and
+        # Transformers' AutoVideoProcessor needs torchvision, which this package does not).
+        expected = {
+            "image_processor": BaseImageProcessor,
+            "video_processor": VideoProcessorMixin,
+            "tokenizer": PreTrainedTokenizerBase,
+        }[argument_name]
+        if not isinstance(argument, expected):
+            raise TypeError(
+                f"VideoLlavaHfProcessor needs a {expected.__name__} as `{argument_name}`, got {type(argument).__name__}."
+            )
+        return type(argument)
+
+    # --- token counts -----------------------------------------------------------------------------------
+    @property
+    def num_patches(self) -> int:
+        side = self.image_processor.crop_size // self.patch_size
+        return side * side
+
+    @property
+    def image_seq_length(self) -> int:
+        return image_token_count(self.num_patches, self.vision_feature_select_strategy)
+
+    def pooling_options(self, **overrides) -> dict:
+        """This processor's video token budget settings with per-call overrides (as the model config's)."""
+        return pooling_options(self, **overrides)
+
+    def video_seq_length(self, num_frames: int | None = None, **pooling) -> int:
+        """Tokens of one video of `num_frames` frames (default: the video processor's), with optional per-call
+        pooling overrides (`pooling=`, `stride=`, `slowfast_every=`)."""
+        frames = self.video_processor.num_frames if num_frames is None else num_frames
+        return video_token_count(
+            self.num_patches, frames, self.video_feature_select_strategy, **self.pooling_options(**pooling)
+        )
+
+    def max_frames_for_budget(self, token_budget: int, **pooling) -> int:
+        """The most frames per video whose tokens fit in `token_budget` with these pooling settings."""
+        return max_frames_for_budget(
+            token_budget, self.num_patches, self.video_feature_select_strategy, **self.pooling_options(**pooling)
+        )
+
+    # --- main entry point ---------------------------------------------------------------------------------
+    def __call__(
+        self,
+        images=None,
+        text=None,
+        videos=None,
+        audio=None,
+        return_tensors: str | None = "pt",
+        padding: bool | str = False,
+        truncation: bool | None = None,
+        max_length: int | None = None,
+        padding_side: str | None = None,
+        add_special_tokens: bool = True,
+        return_metadata: bool = False,
+        video_pooling: str | None = None,
+        video_pool_stride: int | None = None,
+        video_slowfast_every: int | None = None,
+        add_timestamps: bool = False,
+        **kwargs,
+    ) -> BatchFeature:
+        """`text`: a prompt or a list of prompts with `<image>` / `<video>` placeholders; `images` / `videos`: one
+        per placeholder, in order across the batch. Frame-policy keywords (`num_frames`, `fps`, `max_frames`,
+        `indices`, `clip_start`, `clip_end`) go to the video reader. `video_pooling`, `video_pool_stride`,
+        `video_slowfast_every` set the video token budget for this call (pass the same to the model; they are
+        returned in the BatchFeature so `model(**inputs)` / `generate(**inputs)` get them). `add_timestamps` writes
+        after each `<video>` when its frames were taken ("The video lasts for X seconds, and N frames are
+        uniformly sampled from it. These frames are located at ...")."""
+        if audio is not None:
+            raise ValueError("Video-LLaVA does not take audio; drop the `audio` argument.")
+        video_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in FRAME_POLICY_KEYS or k == "resample_mode"}
+        image_kwargs = {k: kwargs.pop(k) for k in ("do_pad_to_square",) if k in kwargs}
+        data: dict = {}
+        num_images = num_video_frames = 0
+        if images is not None:
+            data.update(self.image_processor(images, return_tensors=None, **image_kwargs))
+            num_images = len(data["pixel_values"])
+        metadata = None
+        if videos is not None:
+            out = self.video_processor(videos, return_tensors=None, return_metadata=True, **video_kwargs)
+            metadata = out.pop("video_metadata")
+            data.update(out)
+            num_video_frames = data["pixel_values_videos"].shape[1]
+        num_videos = 0 if videos is None else len(data["pixel_values_videos"])
+
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            if not all(isinstance(t, str) for t in texts):
+                raise TypeError(f"`text` must be a string or a list of strings, got {type(text).__name__}.")
+            self._check_counts(texts, num_images, num_videos)
+            if add_timestamps:
+                if metadata is None:
+                    raise ValueError("add_timestamps=True needs videos: timestamps come from the frames' metadata.")
+                texts = self.insert_timestamps(texts, metadata)
+            pooling = {"pooling": video_pooling, "stride": video_pool_stride, "slowfast_every": video_slowfast_every}
+            expanded = [self.expand_placeholders(t, num_video_frames, **pooling) for t in texts]
+            encoding = self.tokenizer(
+                expanded,
+                padding=padding,
+                truncation=truncation,
+                max_length=max_length,
+                padding_side=padding_side,
+                add_special_tokens=add_special_tokens,
+                return_tensors=None,
+                **kwargs,
+            )
+            self._check_not_truncated(encoding["input_ids"], expanded)
+            data.update(encoding)
+        result = BatchFeature(data, tensor_type=return_tensors)
+        if videos is not None:  # per-call budget overrides travel with the inputs to the model
+            for key, value in (("video_pooling", video_pooling), ("video_pool_stride", video_pool_stride),
+                               ("video_slowfast_every", video_slowfast_every)):
+                if value is not None:
+                    result[key] = value
+        if return_metadata and metadata is not None:
+            result["video_metadata"] = metadata
+        return result
+
+    def expand_placeholders(self, text: str, num_frames: int | None = None, **pooling) -> str:
+        """Replace each `<image>` / `<video>` with the run of tokens its features occupy."""
+        image_run = self.image_token * self.image_seq_length
+        video_run = self.video_token * self.video_seq_length(num_frames or None, **pooling)
+        pattern = re.compile(f"({re.escape(self.image_token)}|{re.escape(self.video_token)})")
+        return pattern.sub(lambda m: image_run if m.group(0) == self.image_token else video_run, text)
+
+    def insert_timestamps(self, texts: list[str], metadata: list) -> list[str]:
+        """After the i-th `<video>` (across the batch), describe when its frames were taken."""
+        counter = iter(metadata)
+
+        def describe(match: re.Match) -> str:
+            meta = next(counter)
+            return match.group(0) + "\n" + timestamp_sentence(meta)
+
+        pattern = re.compile(re.escape(self.video_token))
+        return [pattern.sub(describe, t) for t in texts]
+
+    def _check_counts(self, texts: list[str], num_images: int, num_videos: int) -> None:
+        found_images = sum(t.count(self.image_token) for t in texts)
+        found_videos = sum(t.count(self.video_token) for t in texts)
+        if found_images != num_images or found_videos != num_videos:
+            raise ValueError(
+                f"The text has {found_images} {self.image_token} and {found_videos} {self.video_token} placeholders, "
+                f"but {num_images} image(s) and {num_videos} video(s) were passed. Put exactly one placeholder per "
+                "image and per video, in the order the media are given."
+            )
+
+    def _check_not_truncated(self, input_ids: list[list[int]], expanded: list[str]) -> None:
+        for i, (ids, text) in enumerate(zip(input_ids, expanded)):
+            for token, token_id in ((self.image_token, self.image_token_id), (self.video_token, self.video_token_id)):
+                want, got = text.count(token), sum(1 for t in ids if t == token_id)
+                if want != got:
+                    raise ValueError(
+                        f"Sample {i}: truncation cut through a {token} placeholder run ({got} of {want} tokens "
+                        "kept). Raise `max_length` or shorten the text; media tokens are never truncated."
+                    )
+
+    # --- decoding -----------------------------------------------------------------------------------------
+    def batch_decode(self, *args, **kwargs):
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        return self.tokenizer.decode(*args, **kwargs)
+
+    @property
+    def model_input_names(self):
+        return ["input_ids", "attention_mask", "pixel_values", "pixel_values_videos"]
+
+    def save_pretrained(self, save_directory, *args, export_code: bool = False, **kwargs):
+        """Transformers' `save_pretrained`; `export_code=True` also writes `auto_map` entries and copies the
+        processors' code, so the folder loads with `AutoProcessor(..., trust_remote_code=True)` without the package."""
+        if not export_code:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        parts = ((type(self), "AutoProcessor"), (type(self.image_processor), "AutoImageProcessor"),
+                 (type(self.video_processor), "AutoVideoProcessor"))
+        with auto_classes(*parts, restore=(self, self.image_processor, self.video_processor, self.tokenizer)):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, config=None, **kwargs):
+        """Load tokenizer, image processor and video processor with this package's classes: the one processor loader
+        (the pipeline, the CLI and evaluation use it too).
+
+        The parts are built explicitly because Transformers' generic loader goes through `AutoVideoProcessor`, which
+        needs torchvision. Also reads directories whose processors were saved as separate
+        `preprocessor_config.json` / `video_preprocessor_config.json` files (older processors, the built-in port).
+        A checkpoint with a tokenizer but no processor settings gets a processor derived from `config` (the model's
+        [`VideoLlavaConfig`]) when one is given; without it that is an error."""
+        from transformers import AutoTokenizer
+
+        from .image_processing_videollava import VideoLlavaHfImageProcessor
+        from .video_processing_videollava import VideoLlavaHfVideoProcessor
+
+        source = os.fspath(pretrained_model_name_or_path)
+        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        # The tokenizer is a standard class: it never needs the repo's code (the repo's `auto_map` names the
+        # processor and would otherwise make Transformers ask interactively about remote code).
+        trust_remote_code = kwargs.pop("trust_remote_code", None) or False
+        kwargs.pop("_from_auto", None)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **hub)
+        except (OSError, ValueError) as err:
+            raise OSError(
+                f"Could not load a tokenizer from {source!r} ({err}). Save the processor next to the weights with "
+                "`processor.save_pretrained(dir)`."
+            ) from err
+        try:
+            processor_dict, _ = cls.get_processor_dict(source, **hub)
+        except OSError:
+            processor_dict = {}
+        parts = {}
+        for name, part_cls in (("image_processor", VideoLlavaHfImageProcessor),
+                               ("video_processor", VideoLlavaHfVideoProcessor)):
+            saved = processor_dict.get(name)
+            if saved is None:  # separate file, as older processors (and the built-in port) save them
+                reader = getattr(part_cls, "get_video_processor_dict", None) or part_cls.get_image_processor_dict
+                try:
+                    saved = reader(source, **hub)[0]
+                except OSError:
+                    saved = None
+            parts[name] = saved
+        if parts["image_processor"] is None or parts["video_processor"] is None:
+            if config is None:
+                raise OSError(
+                    f"{source!r} has a tokenizer but no image/video processor settings. Save the processor with "
+                    "`processor.save_pretrained(dir)`, or pass the model's config (`config=`) to derive them."
+                )
+            return cls.from_model_config(config, tokenizer, **kwargs)
+        image_processor = VideoLlavaHfImageProcessor(**_known_init_kwargs(VideoLlavaHfImageProcessor,
+                                                                          parts["image_processor"]))
+        video_processor = VideoLlavaHfVideoProcessor(**_known_init_kwargs(VideoLlavaHfVideoProcessor,
+                                                                          parts["video_processor"]))
+        settings = _known_init_kwargs(cls, processor_dict)
+        for name in ("image_processor", "video_processor", "tokenizer"):
+            settings.pop(name, None)
+        settings.update(kwargs)
+        return cls(image_processor, video_processor, tokenizer, **settings)
+
+    @classmethod
+    def from_model_config(cls, config, tokenizer, image_processor=None, video_processor=None, **kwargs):
+        """A processor whose sizes and strategies follow `config` (a [`VideoLlavaConfig`])."""
+        from .image_processing_videollava import VideoLlavaHfImageProcessor
+        from .video_processing_videollava import VideoLlavaHfVideoProcessor
+
+        side = config.vision_config.image_size
+        image_processor = image_processor or VideoLlavaHfImageProcessor(size=side, crop_size=side)
+        video_processor = video_processor or VideoLlavaHfVideoProcessor(
+            num_frames=config.num_frames, size=side, crop_size=side
+        )
+        return cls(
+            image_processor,
+            video_processor,
+            tokenizer,
+            patch_size=config.vision_config.patch_size,
+            vision_feature_select_strategy=config.vision_feature_select_strategy,
+            video_feature_select_strategy=config.video_feature_select_strategy,
+            video_pooling=config.video_pooling,
+            video_pool_stride=config.video_pool_stride,
+            video_slowfast_every=config.video_slowfast_every,
+            **kwargs,
+        )
+
+
+__all__ = ["VideoLlavaHfProcessor", "CHAT_TEMPLATE", "SYSTEM_PROMPT", "timestamp_sentence"]

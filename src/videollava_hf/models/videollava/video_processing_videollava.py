@@ -1,0 +1,156 @@
+"""Video preprocessing for Video-LLaVA: sample frames with the package's reader, then one batched torch pipeline.
+
+`resample_mode="original"` (default) is LanguageBind's video transform: frames as float / 255, CLIP normalisation
+*before* resizing, short side to 224 with bilinear interpolation (no antialias, pytorchvideo's size formula),
+centre crop with a rounded offset. The original also flipped frames horizontally at random (p = 0.5) at inference;
+that randomness is off here (`random_flip_p=0.0`) and can be turned on for training-time augmentation.
+`resample_mode="transformers"` follows the built-in port (antialiased bicubic on uint8, floored crop offset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.video_processing_utils import VideoProcessorMixin
+
+from .image_processing_videollava import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    RESAMPLE_MODES,
+    _as_int_size,
+    center_crop,
+    normalize,
+    resize_transformers_style,
+    short_side_size,
+    to_uint8_chw,
+)
+
+# Keyword arguments of the reader's frame policy that may be passed per call.
+FRAME_POLICY_KEYS = ("num_frames", "fps", "max_frames", "indices", "clip_start", "clip_end")
+
+
+class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
+    r"""Turns videos into `pixel_values_videos` of shape `(num_videos, num_frames, 3, crop_size, crop_size)`.
+
+    A video is a path, URL, bytes, file object, a (F, H, W, 3) uint8 array/tensor, or a list of PIL images / (H, W, 3)
+    arrays (one video). `videos` is one video or a list of videos. Frames are sampled with
+    `videollava_hf.models.videollava.video_io.load_video` (default: 8 frames at `np.linspace(0, n - 1, 8, dtype=int)`, the original
+    policy); pass `num_frames`, `fps`, `max_frames`, `indices`, `clip_start`, `clip_end` to change it per call.
+
+    Args:
+        num_frames (`int`): frames sampled per video (8).
+        size, crop_size (`int`): short side after resizing and side of the centre crop (224).
+        resample_mode (`"original"` | `"transformers"`): see the module docstring.
+        random_flip_p (`float`): probability of LanguageBind's random horizontal flip (0: off, deterministic).
+        image_mean, image_std: CLIP's normalisation constants.
+    """
+
+    model_input_names = ["pixel_values_videos"]
+
+    def __init__(
+        self,
+        num_frames: int = 8,
+        size: int = 224,
+        crop_size: int = 224,
+        resample_mode: str = "original",
+        random_flip_p: float = 0.0,
+        image_mean: Sequence[float] = OPENAI_CLIP_MEAN,
+        image_std: Sequence[float] = OPENAI_CLIP_STD,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if resample_mode not in RESAMPLE_MODES:
+            raise ValueError(f"resample_mode must be one of {RESAMPLE_MODES}, got {resample_mode!r}.")
+        self.num_frames = int(num_frames)
+        self.size = _as_int_size(size, "size")
+        self.crop_size = _as_int_size(crop_size, "crop_size")
+        self.resample_mode = resample_mode
+        self.random_flip_p = float(random_flip_p)
+        self.image_mean = list(image_mean)
+        self.image_std = list(image_std)
+
+    def __call__(self, videos, **kwargs) -> BatchFeature:
+        return self.preprocess(videos, **kwargs)
+
+    def preprocess(self, videos, return_tensors: str | None = "pt", return_metadata: bool = False, **kwargs):
+        policy = {k: kwargs.pop(k) for k in FRAME_POLICY_KEYS if k in kwargs}
+        policy.setdefault("num_frames", self.num_frames)
+        settings = {**self.to_dict(), **kwargs}
+        clips, metadata = [], []
+        for i, video in enumerate(split_videos(videos)):
+            frames, meta = read_frames(video, policy, f"videos[{i}]")
+            clips.append(self.process_frames(frames, settings))
+            metadata.append(meta)
+        if len({tuple(c.shape) for c in clips}) > 1:
+            shapes = [tuple(c.shape[:1]) for c in clips]
+            raise ValueError(
+                f"All videos in one call must have the same number of frames to be stacked, got {shapes}. "
+                "Use the same frame policy (e.g. num_frames=8) for every video of a batch."
+            )
+        data = {"pixel_values_videos": torch.stack(clips) if len(clips) > 1 else clips[0].unsqueeze(0)}
+        out = BatchFeature(data, tensor_type=return_tensors)
+        if return_metadata:
+            out["video_metadata"] = metadata
+        return out
+
+    def process_frames(self, frames: torch.Tensor, settings: dict | None = None) -> torch.Tensor:
+        """(T, 3, H, W) uint8 -> (T, 3, crop, crop) float32, all frames in one batched call."""
+        s = {**self.to_dict(), **(settings or {})}
+        size, crop = _as_int_size(s["size"], "size"), _as_int_size(s["crop_size"], "crop_size")
+        if s["resample_mode"] == "original":
+            # LanguageBind normalises before resizing. Bilinear interpolation without antialias is a convex
+            # combination of pixels, so it commutes with the per-channel affine normalisation: resizing first is
+            # the same computation (up to float rounding, ~1e-6) on 5-20x fewer pixels.
+            out_hw = short_side_size(frames.shape[-2], frames.shape[-1], size, formula="pytorchvideo")
+            x = F.interpolate(frames.float(), size=out_hw, mode="bilinear", align_corners=False)
+            x = normalize(center_crop(x, crop, rounded=True), s["image_mean"], s["image_std"], scale=255.0)
+            if s["random_flip_p"] > 0 and torch.rand(()) < s["random_flip_p"]:
+                x = x.flip(-1)  # one coin for the whole clip, like RandomHorizontalFlipVideo
+            return x.contiguous()
+        out_hw = short_side_size(frames.shape[-2], frames.shape[-1], size)
+        x = center_crop(resize_transformers_style(frames, out_hw), crop, rounded=False)
+        return normalize(x, s["image_mean"], s["image_std"], scale=255.0)
+
+
+def _is_frame(x) -> bool:
+    return isinstance(x, Image.Image) or (isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 3)
+
+
+def split_videos(videos) -> list:
+    """One video or a list of videos -> list of videos (a list of frames is one video)."""
+    if videos is None:
+        return []
+    if isinstance(videos, (list, tuple)):
+        if len(videos) == 0:
+            raise ValueError("`videos` is an empty list; pass at least one video.")
+        if all(_is_frame(v) for v in videos):
+            return [list(videos)]
+        return list(videos)
+    return [videos]
+
+
+def read_frames(video, policy: dict, name: str):
+    """Sample frames with the package reader -> ((T, 3, H, W) uint8 tensor, metadata)."""
+    from .video_io import load_video  # local import: PyAV is only needed when videos are used
+
+    frames, meta = load_video(video, **policy)
+    frames = torch.as_tensor(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{name}: the reader returned frames of shape {tuple(frames.shape)}, expected (T, H, W, 3).")
+    return to_uint8_chw_frames(frames), meta
+
+
+def to_uint8_chw_frames(frames: torch.Tensor) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, 3, H, W) uint8 *view* in channels-last memory: no copy, and torch's resize
+    kernels are fastest on channels-last input."""
+    if frames.dtype != torch.uint8:
+        frames = torch.stack([to_uint8_chw(f) for f in frames]).permute(0, 2, 3, 1)
+    return frames.permute(0, 3, 1, 2)
+
+
+__all__ = ["VideoLlavaHfVideoProcessor", "FRAME_POLICY_KEYS"]

@@ -1,0 +1,1 @@
+"""Tiny builders and size presets used by tests and benchmarks."""
