@@ -30,6 +30,26 @@ _DEFAULT_TEXT = {"model_type": "llama", "vocab_size": 32003, "max_position_embed
 
 _SELECT_STRATEGIES = ("default", "full")
 
+# The `from_pretrained` keywords that say where and how to fetch files (passed on to every sub-loader).
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def hub_kwargs(kwargs: dict, pop: bool = False) -> dict:
+    """The Hub keywords among `kwargs` (removed from it with `pop=True`)."""
+    return {k: (kwargs.pop(k) if pop else kwargs[k]) for k in HUB_KWARGS if k in kwargs}
+
+
+def read_config_dict(path, **hub) -> dict:
+    """config.json of a local directory or Hub repo as a dict, with an actionable message when it cannot be read."""
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(path, **hub)
+    except OSError as err:
+        raise OSError(
+            f"Could not read config.json of {path!r}: {err}. If this is a Hub id and this machine is offline, "
+            f"download it where there is network (`hf download {path} --local-dir DIR`) and pass DIR instead."
+        ) from err
+    return config_dict
+
 
 def _to_config(value: Any, default: dict[str, Any], default_type: str, name: str) -> PretrainedConfig:
     """Turn a dict (as stored in config.json) or a config object into a config object."""
@@ -217,12 +237,15 @@ def max_frames_for_budget(token_budget: int, num_patches: int, select_strategy: 
 
 
 __all__ = [
+    "HUB_KWARGS",
     "LANGUAGEBIND_VISION_DEFAULTS",
     "VideoLlavaConfig",
     "frame_pool_strides",
     "frame_token_count",
+    "hub_kwargs",
     "image_token_count",
     "max_frames_for_budget",
     "pooling_options",
+    "read_config_dict",
     "video_token_count",
 ]

@@ -32,24 +32,14 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from ._compat import CACHE_NAME, resolve_cache
 from .export import auto_classes
 
-from .configuration_videollava import VideoLlavaConfig, frame_pool_strides, video_token_count
+from .configuration_videollava import (
+    VideoLlavaConfig,
+    frame_pool_strides,
+    hub_kwargs,
+    read_config_dict,
+    video_token_count,
+)
 from .builtin_port import TRANSFORMERS_KEY_RULES, config_from_transformers, is_transformers_config
-
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
-
-
-def _read_config_dict(path, kwargs: dict) -> dict:
-    """config.json as a dict (local or Hub), with an actionable message when it cannot be reached."""
-    hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
-    try:
-        config_dict, _ = VideoLlavaConfig.get_config_dict(path, **hub_kwargs)
-    except OSError as err:
-        raise OSError(
-            f"Could not read config.json of {path!r}: {err}. If this is a Hub id and this machine is offline, "
-            f"download it where there is network (`hf download {path} --local-dir DIR`) and pass DIR instead."
-        ) from err
-    return config_dict
-
 
 @dataclass
 class VideoLlavaModelOutputWithPast(BaseModelOutputWithPast):
@@ -283,7 +273,7 @@ class VideoLlavaPreTrainedModel(PreTrainedModel):
         strict = kwargs.pop("strict", True)
         want_info = kwargs.pop("output_loading_info", False)
         if kwargs.get("config") is None and pretrained_model_name_or_path is not None:
-            config_dict = _read_config_dict(pretrained_model_name_or_path, kwargs)
+            config_dict = read_config_dict(pretrained_model_name_or_path, **hub_kwargs(kwargs))
             if is_transformers_config(config_dict):
                 kwargs["config"] = config_from_transformers(config_dict)
                 kwargs.setdefault("key_mapping", dict(TRANSFORMERS_KEY_RULES))

@@ -17,6 +17,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.video_processing_utils import VideoProcessorMixin
 
 from .configuration_videollava import (
+    hub_kwargs,
     check_pooling,
     image_token_count,
     max_frames_for_budget,
@@ -26,7 +27,6 @@ from .configuration_videollava import (
 from .export import auto_classes
 from .video_processing_videollava import FRAME_POLICY_KEYS
 
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 
 def _known_init_kwargs(cls, saved: dict) -> dict:
@@ -337,7 +337,7 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         from .video_processing_videollava import VideoLlavaHfVideoProcessor
 
         source = os.fspath(pretrained_model_name_or_path)
-        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        hub = hub_kwargs(kwargs, pop=True)
         # The tokenizer is a standard class: it never needs the repo's code (the repo's `auto_map` names the
         # processor and would otherwise make Transformers ask interactively about remote code).
         trust_remote_code = kwargs.pop("trust_remote_code", None) or False
