@@ -82,7 +82,7 @@ def test_streamed_chat_matches_a_plain_chat_session_and_encodes_once(tiny_engine
     assert first[-1] == oracle.ask("What colour?", max_new_tokens=8, **sampling)
     assert second[-1] == oracle.ask("And now?", max_new_tokens=8, **sampling)
     assert oracle.input_ids.shape == session.input_ids.shape
-    assert f"-> {engine.media_tokens('video', settings)} video tokens" in engine.budget_line("video", settings)
+    assert f"\u2192 {engine.media_tokens('video', settings)} video tokens" in engine.budget_line("video", settings)
 
 
 def test_page_messages_for_bad_files_and_budgets(tiny_engine, tmp_path):
@@ -95,7 +95,7 @@ def test_page_messages_for_bad_files_and_budgets(tiny_engine, tmp_path):
     _, _, _, strip, status = page.load(str(sample_video_path()), 16, "off", 2, 0)  # 16 x 17 tokens > 200
     assert strip == [] and "16 frames take 272 video tokens, more than this model&#x27;s 200-token context" in status
     media, _, _, strip, status = page.load(str(sample_video_path()), 16, "average", 2, 0)  # 16 x 5 tokens fit
-    assert len(strip) == 16 and "16 frames -&gt; 80 video tokens" in status
+    assert len(strip) == 16 and "16 frames \u2192 80 video tokens" in status
     # a question about a file that cannot be read: the message in the page, the question kept in the box
     steps = list(page.ask("What?", [], None, None, str(corrupt_video(tmp_path)), 8, "off", 2, 0, 8, 0.0))
     question, chat, session, media, status = steps[-1]

@@ -131,12 +131,12 @@ class DemoEngine:
         )
 
     def budget_line(self, kind: str | None, settings: VisionSettings) -> str:
-        """e.g. "8 frames -> 296 video tokens (of a 1024-token context)"."""
+        """e.g. "8 frames \u2192 296 video tokens (of a 1024-token context)"."""
         context = f" (of a {self.context_length}-token context)" if self.context_length else ""
         if kind == "image":
             return f"The image takes {self.media_tokens('image', settings)} tokens{context}."
         tokens = self.media_tokens("video", settings)
-        return f"{settings.num_frames} frames -> {tokens} video tokens{context}."
+        return f"{settings.num_frames} frames \u2192 {tokens} video tokens{context}."
 
     def check_fits(self, kind: str, settings: VisionSettings) -> None:
         if not self.context_length:
