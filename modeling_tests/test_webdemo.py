@@ -59,6 +59,21 @@ def test_strip_shows_the_original_sampling_with_presentation_times():
     assert f"{total} frames" in media.summary
 
 
+def test_animated_images_are_videos_and_stills_are_images(tmp_path):
+    from PIL import Image
+
+    from videollava_hf.demo.synthetic import SceneSpec, render_video
+
+    frames = render_video(SceneSpec(colour="blue", shape="square", motion="right"), num_frames=12, size=64)
+    pictures = [Image.fromarray(f) for f in frames]
+    pictures[0].save(tmp_path / "moving.gif", save_all=True, append_images=pictures[1:], duration=125, loop=0)
+    pictures[0].save(tmp_path / "still.png")
+    moving = read_media(tmp_path / "moving.gif", 8)
+    assert moving.kind == "video" and moving.payload.shape == (8, 64, 64, 3) and "12 frames" in moving.summary
+    still = read_media(tmp_path / "still.png", 8)
+    assert still.kind == "image" and still.payload.size == (64, 64) and len(still.strip) == 1
+
+
 @pytest.mark.parametrize("settings, generate", [
     (VisionSettings(8), {}),
     (VisionSettings(4, pooling="average", pool_stride=2), {}),

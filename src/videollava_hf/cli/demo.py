@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import DTYPES, CommandError, run_command
+from .common import DTYPES, CommandError, build_pipeline, run_command
 
 INSTALL_HINT = 'the web demo needs Gradio: pip install "videollava-hf[demo]" (or pip install gradio).'
 
@@ -25,7 +25,9 @@ def demo(args: argparse.Namespace) -> int:
         raise
     from ..webdemo import DemoEngine
 
-    engine = DemoEngine.load(args.model, device=args.device, dtype=args.dtype)
+    pipe = build_pipeline(args)  # the model and processor, loaded and checked as `videollava-hf ask` does
+    name = "the bundled demo model" if args.model is None else args.model
+    engine = DemoEngine(pipe.model, pipe.processor, model_name=name, is_demo_model=args.model is None)
     app = build_app(engine)
     print(f"Video-LLaVA demo on http://{args.host}:{args.port}/ ({engine.model_name}); "
           "Ctrl-C stops it.", file=sys.stderr)

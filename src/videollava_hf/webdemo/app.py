@@ -2,8 +2,8 @@
 
     >>> from videollava_hf.webdemo import DemoEngine
     >>> from videollava_hf.webdemo.app import build_app, launch_options
-    >>> app = build_app(DemoEngine.load())      # the bundled demo model
-    >>> app.launch(**launch_options())          # http://127.0.0.1:7860
+    >>> app = build_app(DemoEngine(model, processor))  # a loaded Video-LLaVA model and its processor
+    >>> app.launch(**launch_options())                 # http://127.0.0.1:7860
 
 Programs call the stable endpoint `/answer` (media file, question) -> answer text, e.g. with `gradio_client`:
 

@@ -9,7 +9,6 @@ the identity policy (n of n frames) instead of decoding the file a second time.
 
 from __future__ import annotations
 
-import argparse
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from ..cli.common import CommandError, build_pipeline, media_kind
 from ..inference.chat import ChatSession
 from ..models.videollava.video_io import load_video
 
@@ -71,31 +69,43 @@ def thumbnail(frame: np.ndarray | Image.Image) -> Image.Image:
     return image
 
 
+def open_still_image(path: str | Path) -> Image.Image | None:
+    """The file as an RGB image, or None when Pillow cannot read it or it has several frames (an animation is a
+    video to Video-LLaVA)."""
+    try:
+        with Image.open(path) as opened:
+            if getattr(opened, "n_frames", 1) > 1:
+                return None
+            return opened.convert("RGB")
+    except UnidentifiedImageError:
+        return None
+
+
 def read_media(path: str | Path, num_frames: int) -> Media:
-    """Decode `path` (a video: `num_frames` uniform frames; or an image); a bad file raises DemoInputError."""
+    """Read `path`: an image Pillow opens, else a video (`num_frames` uniform frames, the original policy). A file
+    that is neither raises DemoInputError with the video reader's explanation."""
     name = Path(path).name
     try:
-        kind = media_kind(path)
-        if kind == "image":
-            with Image.open(path) as opened:
-                image = opened.convert("RGB")
-            return Media(str(path), kind, image, [(thumbnail(image), "the image")],
+        image = open_still_image(path)
+        if image is not None:
+            return Media(str(path), "image", image, [(thumbnail(image), "the image")],
                          f"Image {name}: {image.width}x{image.height}.")
         frames, meta = load_video(str(path), num_frames=num_frames)  # (F, H, W, 3) uint8
-    except (CommandError, ValueError, OSError) as err:
+    except (ValueError, OSError) as err:  # VideoDecodeError is a ValueError; messages are written for users
         # The upload's path is a long temporary one; the visitor knows the file by its name.
         message = str(err).replace(f"'{path}'", name).replace(str(path), name)
-        raise DemoInputError(f"Could not read {name}: {message}") from err
+        raise DemoInputError(f"Could not read {name} as an image or a video: {message}") from err
     strip = [(thumbnail(f), f"{t:.2f} s") for f, t in zip(frames, meta.timestamps)]
     duration = f"{meta.duration:.2f} s" if meta.duration is not None else "unknown length"
     repeated = " (the video has fewer frames than that, so some repeat)" if meta.repeated_frames else ""
     summary = (f"Video {name}: {duration}, {meta.total_frames} frames at {meta.fps or 0:.3g} fps, "
                f"{meta.width}x{meta.height}; the model sees {len(frames)} frames{repeated}.")
-    return Media(str(path), kind, frames, strip, summary)
+    return Media(str(path), "video", frames, strip, summary)
 
 
 class DemoEngine:
-    """A model and its processor, and what the page does with them. `DemoEngine.load(...)` loads a checkpoint.
+    """A model and its processor, and what the page does with them (`videollava-hf demo` loads the checkpoint as
+    `videollava-hf ask` does and passes them in).
 
     Args:
         model, processor: a Video-LLaVA model (eval mode) and its `VideoLlavaHfProcessor`.
@@ -112,14 +122,6 @@ class DemoEngine:
         # One generate() at a time per process: Gradio's queue already serialises the events that share the
         # "model" concurrency group; the lock also covers callers that use the engine directly from threads.
         self.lock = threading.Lock()
-
-    @classmethod
-    def load(cls, model: str | None = None, device: str = "auto", dtype: str = "auto") -> "DemoEngine":
-        """Load `model` (a checkpoint directory or Hub id; None: the demo model inside the package) as
-        `videollava-hf ask` does (`device` / `dtype` "auto": a GPU if there is one). Bad ids raise CommandError."""
-        pipe = build_pipeline(argparse.Namespace(model=model, device=device, dtype=dtype))
-        name = "the bundled demo model" if model is None else model
-        return cls(pipe.model, pipe.processor, model_name=name, is_demo_model=model is None)
 
     # --- token budget ----------------------------------------------------------------------------------------
     def media_tokens(self, kind: str, settings: VisionSettings) -> int:
@@ -209,4 +211,4 @@ class DemoEngine:
         return final
 
 
-__all__ = ["DemoEngine", "DemoInputError", "Media", "VisionSettings", "read_media", "thumbnail"]
+__all__ = ["DemoEngine", "DemoInputError", "Media", "VisionSettings", "open_still_image", "read_media", "thumbnail"]
