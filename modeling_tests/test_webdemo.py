@@ -119,11 +119,29 @@ def test_page_messages_for_bad_files_and_budgets(tiny_engine, tmp_path):
         list(tiny_engine.stream(tiny_engine.new_session(None, VisionSettings(8)), "  "))
 
 
+def test_the_page_uses_the_demo_packages_notice_when_it_has_one(monkeypatch):
+    import videollava_hf.demo
+    from videollava_hf.webdemo.app import TOY_MODEL_NOTE, toy_model_note
+
+    assert toy_model_note() == (videollava_hf.demo.toy_model_notice() if hasattr(videollava_hf.demo,
+                                                                                 "toy_model_notice") else TOY_MODEL_NOTE)
+    monkeypatch.setattr(videollava_hf.demo, "toy_model_notice", lambda: "A <toy> model.", raising=False)
+    assert toy_model_note() == "A &lt;toy&gt; model."
+
+
 def test_demo_command_errors_are_one_line(capsys, monkeypatch):
     assert main(["demo", "--port", "70000"]) == 2
     assert capsys.readouterr().err.strip() == "videollava-hf demo: error: --port 70000: a TCP port is 1..65535."
     assert main(["demo", "--model", "/nonexistent/checkpoint"]) == 2
     assert "no such directory" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["demo", "--port", str(port), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"videollava-hf demo: error: cannot serve on 127.0.0.1:{port}: the port is taken or the address is not this "
+        "machine's; pass another --port or --host.")
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if the [demo] extra were not installed
     monkeypatch.delitem(sys.modules, "videollava_hf.webdemo.app", raising=False)
     assert main(["demo"]) == 2

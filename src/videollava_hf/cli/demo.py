@@ -29,10 +29,13 @@ def demo(args: argparse.Namespace) -> int:
     name = "the bundled demo model" if args.model is None else args.model
     engine = DemoEngine(pipe.model, pipe.processor, model_name=name, is_demo_model=args.model is None)
     app = build_app(engine)
-    print(f"Video-LLaVA demo on http://{args.host}:{args.port}/ ({engine.model_name}); "
+    print(f"Starting the Video-LLaVA demo on http://{args.host}:{args.port}/ ({engine.model_name}); "
           "Ctrl-C stops it.", file=sys.stderr)
     try:
-        app.launch(**launch_options(args.host, args.port, quiet=False))
+        app.launch(**launch_options(args.host, args.port))
+    except OSError as err:  # Gradio found the port taken, or the address is not this machine's
+        raise CommandError(f"cannot serve on {args.host}:{args.port}: the port is taken or the address is not this "
+                           "machine's; pass another --port or --host.") from err
     except KeyboardInterrupt:
         pass
     finally:

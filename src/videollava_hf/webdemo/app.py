@@ -29,6 +29,7 @@ POOLING_CHOICES = ("off", "average", "bilinear")
 SAMPLE_QUESTIONS = ("What colour is the shape?", "Which way does the shape move?", "How many shapes are there?")
 MODEL_EVENTS = "model"  # the concurrency group of everything that runs generate(): one at a time, the rest queue
 QUEUE_SIZE = 64
+MAX_UPLOAD = "1gb"  # larger uploads are refused by Gradio in the page, before they fill the server's disk
 NO_FILE = "No file yet: drop a video or an image above, or pick the sample clip."  # visitors waiting beyond this are told the demo is busy instead of piling up
 
 TITLE = "Video-LLaVA"
@@ -246,10 +247,11 @@ def build_app(engine: DemoEngine) -> gr.Blocks:
 
 def launch_options(host: str = "127.0.0.1", port: int = 7860, **overrides) -> dict:
     """Keyword arguments for `app.launch`: local address, offline page (no server-side rendering, which needs
-    Node), the page's theme and style, and access to the bundled sample clip."""
+    Node), the page's theme and style, access to the bundled sample clip, and the upload limit."""
     options = dict(
         server_name=host, server_port=port, ssr_mode=False, theme=_theme(), css=CSS,
         allowed_paths=[str(sample_video_path().parent)], footer_links=["api"], quiet=True,
+        max_file_size=MAX_UPLOAD,
     )
     options.update(overrides)
     return options
