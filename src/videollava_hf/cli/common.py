@@ -9,12 +9,9 @@ import sys
 from pathlib import Path
 
 from ..demo import demo_model_dir
-
 # Extensions decide image vs video without opening the file; anything else is sniffed (see `media_kind`).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts", ".ogv"}
-)
+from ..models.videollava.media_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
 VIDEOLLAVA_MODEL_TYPES = ("videollava_hf", "video_llava")  # ours, and Transformers' built-in port (loadable)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 EXIT_USAGE = 2  # bad input: missing file, unsupported format, wrong model
@@ -149,9 +146,12 @@ def _sniff(file: Path) -> str | None:
         return None
 
 
-def media_item(path: str, kind: str) -> dict:
-    """A chat content item for a media file (the pipeline reads it)."""
-    return {"type": kind, "path": str(path)}
+def media_item(source, kind: str) -> dict:
+    """A chat content item for a media file (the pipeline reads it), or for media held in memory (bytes, a
+    `datasets` cell)."""
+    if isinstance(source, (str, os.PathLike)):
+        return {"type": kind, "path": str(source)}
+    return {"type": kind, kind: source}
 
 
 def frame_policy(args: argparse.Namespace) -> dict:
