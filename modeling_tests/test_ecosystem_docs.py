@@ -9,8 +9,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ecosystem.md"
 BLOCK = re.compile(r"```(python|bash)\n(.*?)```", re.S)
 
@@ -20,8 +18,6 @@ def blocks(language: str) -> list[str]:
 
 
 def test_snippets_run_in_order(tmp_path, fixtures_dir, monkeypatch, capsys):
-    from transformers.pipelines import any_to_any  # noqa: F401  (imported so the doc's claim about it can be checked)
-
     from videollava_hf.cli import main
 
     monkeypatch.chdir(tmp_path)

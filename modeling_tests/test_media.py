@@ -251,15 +251,18 @@ def test_builtin_pipelines_run_our_checkpoints(task, demo, fixtures_dir, monkeyp
     image_chat = chat("image", "path", str(fixtures_dir / "waterview.jpg"))
     video_chats = [chat("video", "path", str(fixtures_dir / name)) for name in ("sample_demo_1.mp4",
                                                                               "sample_demo_3.mp4")]
-    kwargs = {"max_new_tokens": NEW, "generate_kwargs": {"do_sample": False}}
+
+    def kwargs():  # fresh dicts per call: Transformers 5.23 writes max_new_tokens into the caller's generate_kwargs
+        return {"max_new_tokens": NEW, "generate_kwargs": {"do_sample": False}}
+
     for messages in (image_chat, *video_chats):  # oracle: the processor and generate() by hand
         inputs = processor.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=True)
         expected = processor.decode(greedy(model, inputs)[0], skip_special_tokens=True)
-        full = pipe(text=messages, **kwargs)[0]
+        full = pipe(text=messages, **kwargs())[0]
         assert full["generated_text"] == messages + [{"role": "assistant", "content": expected}]
-        assert pipe(text=messages, return_full_text=False, **kwargs)[0]["generated_text"] == expected
-    batched = pipe(text=video_chats, batch_size=2, return_full_text=False, **kwargs)
-    one_by_one = [pipe(text=c, return_full_text=False, **kwargs)[0]["generated_text"] for c in video_chats]
+        assert pipe(text=messages, return_full_text=False, **kwargs())[0]["generated_text"] == expected
+    batched = pipe(text=video_chats, batch_size=2, return_full_text=False, **kwargs())
+    one_by_one = [pipe(text=c, return_full_text=False, **kwargs())[0]["generated_text"] for c in video_chats]
     assert [out[0]["generated_text"] for out in batched] == one_by_one
 
 
@@ -301,7 +304,8 @@ def write_parquet(target: Path, fixtures_dir: Path, kind: str, names: list[str])
             kind: [{"bytes": (fixtures_dir / n).read_bytes(), "path": n} for n in names],
             "question": ["What colour is the shape?"] * len(names),
             "answer": ["red"] * len(names),
-            "conversations": [[{"from": "human", "value": "What colour?"}, {"from": "gpt", "value": "red"}]] * len(names),
+            "conversations": [[{"from": "human", "value": "What colour?"},
+                               {"from": "gpt", "value": "red"}]] * len(names),
         },
         features=datasets.Features({
             "id": datasets.Value("string"), kind: feature, "question": datasets.Value("string"),
@@ -381,3 +385,16 @@ def test_describe_reads_a_dataset(tmp_path, fixtures_dir, capsys):
         outs.append([json.loads(line) for line in out.read_text().splitlines()])
     assert [r["answer"] for r in outs[0]] == [r["answer"] for r in outs[1]]
     assert outs[0][0]["file"] == "video0"
+
+
+def test_cli_ask_takes_urls(fixtures_dir, http_root, capsys):
+    from videollava_hf.cli import main
+
+    path = fixtures_dir / "waterview.jpg"
+    answers = []
+    for media in (str(path), path.as_uri(), f"{http_root}/waterview.jpg",
+                  "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode()):
+        assert main(["ask", media, "What colour is the shape?", "--no-stream", "--max-new-tokens", str(NEW),
+                     "--device", "cpu"]) == 0, capsys.readouterr().err
+        answers.append(capsys.readouterr().out.strip())
+    assert len(set(answers)) == 1 and answers[0]

@@ -108,7 +108,11 @@ def build_pipeline(args: argparse.Namespace):
 
 
 def media_kind(path: str | os.PathLike) -> str:
-    """"image" or "video" for an existing file: by extension, else by what Pillow / FFmpeg make of its content."""
+    """"image" or "video" for an existing file: by extension, else by what Pillow / FFmpeg make of its content.
+    URLs (`http(s)://`, `file://`, `data:`) by the extension of their path or their MIME type."""
+    text = os.fspath(path)
+    if isinstance(text, str) and (text.startswith(("http://", "https://", "file://")) or text[:5] == "data:"):
+        return _url_kind(text)
     file = Path(path)
     if not file.exists():
         raise CommandError(f"{path}: no such file.")
@@ -125,6 +129,25 @@ def media_kind(path: str | os.PathLike) -> str:
         raise CommandError(
             f"{path}: unsupported format (neither an image Pillow can read nor a video FFmpeg can decode). Images: "
             f"{', '.join(sorted(IMAGE_EXTENSIONS))}; videos: {', '.join(sorted(VIDEO_EXTENSIONS))}."
+        )
+    return kind
+
+
+def _url_kind(url: str) -> str:
+    if url[:5] == "data:":
+        mime = url[5:].split(",", 1)[0].split(";", 1)[0].lower()
+        kind = mime.split("/", 1)[0]
+    else:
+        from urllib.parse import urlsplit
+
+        if url.startswith("file://"):
+            return media_kind(urlsplit(url).path)
+        suffix = Path(urlsplit(url).path).suffix.lower()
+        kind = "image" if suffix in IMAGE_EXTENSIONS else "video" if suffix in VIDEO_EXTENSIONS else ""
+    if kind not in ("image", "video"):
+        raise CommandError(
+            f"{url[:80]}: cannot tell whether this URL is an image or a video (no known extension or MIME type). "
+            f"Images: {', '.join(sorted(IMAGE_EXTENSIONS))}; videos: {', '.join(sorted(VIDEO_EXTENSIONS))}."
         )
     return kind
 

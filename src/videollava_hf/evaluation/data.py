@@ -141,7 +141,8 @@ def _media_field(record: dict, keys: Sequence[str], root: Path, where: str) -> t
             return _resolve(value["path"], root), None
         return None, None  # an empty cell: no media
     raise ValueError(
-        f"{where}: `{keys[0]}` must be a path, bytes or a datasets {{'bytes', 'path'}} cell, got {describe_media(value)}."
+        f"{where}: `{keys[0]}` must be a path, bytes or a datasets {{'bytes', 'path'}} cell, "
+        f"got {describe_media(value)}."
     )
 
 

@@ -122,8 +122,11 @@ def resolve_source(source: Any, timeout: float) -> ContainerSource | FrameSequen
         return _list_source(source)
     if callable(getattr(source, "read", None)):
         return _file_object_source(source, timeout)
+    hint = ""
+    if type(source).__module__.split(".")[0] == "torchcodec":  # what a decoded datasets Video() column holds
+        hint = " For a datasets Video() column, cast it undecoded: ds.cast_column(name, datasets.Video(decode=False))."
     raise TypeError(
-        f"load_video() cannot read a source of type {type(source).__module__}.{type(source).__qualname__}. "
+        f"load_video() cannot read a source of type {type(source).__module__}.{type(source).__qualname__}.{hint} "
         f"Accepted sources: {ACCEPTED_SOURCES}."
     )
 
