@@ -334,7 +334,8 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         """Transformers' `ProcessorMixin.apply_chat_template`, unchanged, with this processor's per-call options
         accepted by name: frame policy (`num_frames`, `fps`, `max_frames`, `indices`, `clip_start`, `clip_end`),
         `video_pooling` / `video_pool_stride` / `video_slowfast_every`, `add_timestamps`, `timeout`,
-        `do_pad_to_square` are moved into `processor_kwargs` (where Transformers wants processor options).
+        `do_pad_to_square` and the tokenizer's `padding` / `padding_side` / `truncation` / `max_length` are moved
+        into `processor_kwargs` (where Transformers wants processor options; given by name it warns).
 
         With `tokenize=True, return_dict=True` the media named in the content items (`{"type": "video" | "image",
         "path" | "url" | "video" | "image": ...}`; anything `media_io` / `video_io` read) are loaded and the result
