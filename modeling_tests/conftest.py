@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import videollava_hf  # noqa: F401  (registers the Auto classes)
 from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+# ../shared/fixtures beside the checkout (CI's layout); VIDEOLLAVA_FIXTURES points elsewhere (e.g. a git worktree).
+FIXTURES = Path(os.environ.get("VIDEOLLAVA_FIXTURES") or REPO_ROOT.parent / "shared" / "fixtures")
 
 
 @pytest.fixture(scope="session")

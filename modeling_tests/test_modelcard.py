@@ -4,6 +4,7 @@ original weights, and the usage snippet written into the card actually runs agai
 from __future__ import annotations
 
 import re
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from videollava_hf import VideoLlavaForConditionalGeneration
 from videollava_hf.conversion.modelcard import build_model_card, write_model_card
 from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+# ../shared/fixtures beside the checkout, or $VIDEOLLAVA_FIXTURES (as conftest's `fixtures_dir`)
+FIXTURES = Path(os.environ.get("VIDEOLLAVA_FIXTURES") or Path(__file__).resolve().parents[2] / "shared" / "fixtures")
 
 
 def split_card(path: Path) -> tuple[dict, str]:

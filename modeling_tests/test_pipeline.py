@@ -333,7 +333,7 @@ def test_generator_and_dataset_inputs_with_progress_bar(pipe, spy, capsys):
 def test_clear_errors(pipe, tmp_path, fixtures_dir):
     with pytest.raises(video_io.VideoDecodeError, match="does not exist"):
         pipe(videos=str(tmp_path / "missing.mp4"), text="What?")
-    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+    with pytest.raises(ValueError, match="missing.jpg.*does not exist"):
         pipe(images=str(tmp_path / "missing.jpg"), text="What?")
     with pytest.raises(ValueError, match="not an image"):
         pipe(images=str(fixtures_dir / "sample_demo_1.mp4"), text="What?")

@@ -266,7 +266,8 @@ def test_load_normalises_original_and_llava_video_178k_records(tmp_path, parts):
     assert rows["cap1"]["conversations"][0]["value"] == "<video>\nDescribe the video."
     assert rows["mc1"]["conversations"][0]["value"].startswith("<video>\nWhich way?\nA. left")
     assert rows["oe1"]["conversations"][0]["value"] == "<video>\nWhat happens next?"  # placeholder added
-    assert set(dataset.column_names) == {"id", "media_type", "media_path", "conversations"}
+    assert set(dataset.column_names) == {"id", "media_type", "media_path", "media_bytes", "conversations"}
+    assert all(r["media_bytes"] is None for r in dataset)  # JSON records name files; datasets cells may hold bytes
     # The collator renders a system turn from the record as the system prompt.
     text, _ = VideoLlavaDataCollator(parts[2]).render(rows["t"])
     assert text == "Be brief. USER: Hi ASSISTANT: yes</s>"

@@ -15,6 +15,7 @@ import logging
 import socket
 import threading
 import time
+import os
 from pathlib import Path
 
 import av
@@ -29,7 +30,9 @@ except ImportError:  # modeling_tests imported as a package
     from modeling_tests import video_fixtures as vf
 
 
-REAL_CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+# ../shared/fixtures beside the checkout, or $VIDEOLLAVA_FIXTURES (as conftest's `fixtures_dir`)
+REAL_CLIPS_DIR = Path(os.environ.get("VIDEOLLAVA_FIXTURES") or Path(__file__).resolve().parents[1].parent / "shared"
+                      / "fixtures")
 REAL_CLIPS = ["sample_demo_1.mp4", "sample_demo_3.mp4"]
 SYNTHETIC = list(vf.SPECS)
 LOGGER = "videollava_hf.models.videollava.video_io"

@@ -9,12 +9,9 @@ import sys
 from pathlib import Path
 
 from ..demo import demo_model_dir
-
 # Extensions decide image vs video without opening the file; anything else is sniffed (see `media_kind`).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts", ".ogv"}
-)
+from ..models.videollava.media_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
 VIDEOLLAVA_MODEL_TYPES = ("videollava_hf", "video_llava")  # ours, and Transformers' built-in port (loadable)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 EXIT_USAGE = 2  # bad input: missing file, unsupported format, wrong model
@@ -111,7 +108,11 @@ def build_pipeline(args: argparse.Namespace):
 
 
 def media_kind(path: str | os.PathLike) -> str:
-    """"image" or "video" for an existing file: by extension, else by what Pillow / FFmpeg make of its content."""
+    """"image" or "video" for an existing file: by extension, else by what Pillow / FFmpeg make of its content.
+    URLs (`http(s)://`, `file://`, `data:`) by the extension of their path or their MIME type."""
+    text = os.fspath(path)
+    if isinstance(text, str) and (text.startswith(("http://", "https://", "file://")) or text[:5] == "data:"):
+        return _url_kind(text)
     file = Path(path)
     if not file.exists():
         raise CommandError(f"{path}: no such file.")
@@ -128,6 +129,25 @@ def media_kind(path: str | os.PathLike) -> str:
         raise CommandError(
             f"{path}: unsupported format (neither an image Pillow can read nor a video FFmpeg can decode). Images: "
             f"{', '.join(sorted(IMAGE_EXTENSIONS))}; videos: {', '.join(sorted(VIDEO_EXTENSIONS))}."
+        )
+    return kind
+
+
+def _url_kind(url: str) -> str:
+    if url[:5] == "data:":
+        mime = url[5:].split(",", 1)[0].split(";", 1)[0].lower()
+        kind = mime.split("/", 1)[0]
+    else:
+        from urllib.parse import urlsplit
+
+        if url.startswith("file://"):
+            return media_kind(urlsplit(url).path)
+        suffix = Path(urlsplit(url).path).suffix.lower()
+        kind = "image" if suffix in IMAGE_EXTENSIONS else "video" if suffix in VIDEO_EXTENSIONS else ""
+    if kind not in ("image", "video"):
+        raise CommandError(
+            f"{url[:80]}: cannot tell whether this URL is an image or a video (no known extension or MIME type). "
+            f"Images: {', '.join(sorted(IMAGE_EXTENSIONS))}; videos: {', '.join(sorted(VIDEO_EXTENSIONS))}."
         )
     return kind
 
@@ -149,9 +169,12 @@ def _sniff(file: Path) -> str | None:
         return None
 
 
-def media_item(path: str, kind: str) -> dict:
-    """A chat content item for a media file (the pipeline reads it)."""
-    return {"type": kind, "path": str(path)}
+def media_item(source, kind: str) -> dict:
+    """A chat content item for a media file (the pipeline reads it), or for media held in memory (bytes, a
+    `datasets` cell)."""
+    if isinstance(source, (str, os.PathLike)):
+        return {"type": kind, "path": str(source)}
+    return {"type": kind, kind: source}
 
 
 def frame_policy(args: argparse.Namespace) -> dict:

@@ -1,5 +1,9 @@
 """`videollava-hf describe DIR --out answers.jsonl`: answer one question about every video and image in a folder.
 
+DIR may also be a dataset: a .parquet / .json / .jsonl file or a `save_to_disk` folder whose rows have a `video` or
+`image` column (paths, or `datasets` `Video()` / `Image()` cells with the files' bytes) and optionally `question`.
+Then `file` is the row's `id` (or the media's file name, or the row number).
+
 Each answer is one JSON line `{"file", "kind", "question", "answer", "model"}` (`file` relative to DIR, with "/"),
 or `{"file", "kind", "question", "error", "model"}` for a file that could not be read. Lines are appended and flushed
 after every batch, so an interrupted run (Ctrl-C, exit status 130) keeps everything answered so far; running the same
@@ -42,6 +46,36 @@ def list_media(root: Path, recursive: bool) -> list[tuple[str, Path, str]]:
     return sorted(found)
 
 
+def is_dataset_source(root: Path) -> bool:
+    """A dataset file or a `save_to_disk` folder (rather than a folder of media files)."""
+    from ..utils.records import FILE_BUILDERS
+
+    if root.is_file():
+        return root.suffix.lower() in FILE_BUILDERS
+    return (root / "state.json").is_file() or (root / "dataset_info.json").is_file()
+
+
+def dataset_media(root: Path) -> list[tuple[str, object, str, str | None]]:
+    """(name, media, "video" | "image", question or None) per row of a dataset; media as `media_io` reads it."""
+    from ..utils.records import read_records
+
+    rows = read_records(root)
+    kinds = [k for k in ("video", "image") if k in rows.column_names]
+    if not kinds:
+        raise CommandError(f"{root}: the dataset has no `video` or `image` column (columns: {rows.column_names}).")
+    found = []
+    for i, row in enumerate(rows):
+        kind = next((k for k in kinds if row[k] is not None), None)
+        if kind is None:
+            continue
+        media = row[kind]
+        cell_path = media.get("path") if isinstance(media, dict) else media if isinstance(media, str) else None
+        name = str(row.get("id") or (Path(cell_path).name if cell_path else i))
+        question = row.get("question") if isinstance(row.get("question"), str) else None
+        found.append((name, media, kind, question))
+    return found
+
+
 def read_done(out: Path) -> set[tuple[str, str]]:
     """(file, question) pairs that already have an answer in `out`; unreadable lines are reported and ignored."""
     done: set[tuple[str, str]] = set()
@@ -78,7 +112,7 @@ def start_on_new_line(out: Path, sink) -> None:
 def answer_batch(pipe, jobs: list[tuple], args: argparse.Namespace) -> list[dict]:
     """Answer `jobs` (rel, path, kind, question) with one batched generate; unreadable files get an error record."""
     chats = [
-        [{"role": "user", "content": [media_item(str(path), kind), {"type": "text", "text": question}]}]
+        [{"role": "user", "content": [media_item(path, kind), {"type": "text", "text": question}]}]
         for _, path, kind, question in jobs
     ]
     try:
@@ -111,13 +145,19 @@ def describe(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     root, out = Path(args.directory), Path(args.out)
-    if not root.is_dir():
-        raise CommandError(f"{args.directory}: no such directory.")
+    from_dataset = is_dataset_source(root)
+    if not root.is_dir() and not from_dataset:
+        raise CommandError(f"{args.directory}: no such directory (or dataset file: .parquet, .json, .jsonl).")
     if out.is_dir():
         raise CommandError(f"--out {args.out}: is a directory; give a .jsonl file path.")
     if args.batch_size < 1 or args.max_new_tokens < 1:
         raise CommandError("--batch-size and --max-new-tokens must be at least 1.")
-    files = list_media(root, args.recursive)
+    if from_dataset:
+        rows = dataset_media(root)
+        files = [(name, media, kind) for name, media, kind, _ in rows]
+        row_questions = {name: question for name, _, _, question in rows}
+    else:
+        files, row_questions = list_media(root, args.recursive), {}
     if not files:
         raise CommandError(
             f"{args.directory}: no videos or images found{' (searched subfolders too)' if args.recursive else ''}. "
@@ -126,7 +166,7 @@ def describe(args: argparse.Namespace) -> int:
     done = read_done(out)
     jobs = []
     for rel, path, kind in files:
-        question = args.question or DEFAULT_QUESTIONS[kind]
+        question = args.question or row_questions.get(rel) or DEFAULT_QUESTIONS[kind]
         if (rel, question) not in done:
             jobs.append((rel, path, kind, question))
     skipped = len(files) - len(jobs)
@@ -169,7 +209,8 @@ def register(subparsers) -> None:
             "Re-running skips files already answered (same question), so an interrupted run can be resumed."
         ),
     )
-    parser.add_argument("directory", metavar="DIR", help="Folder with videos and/or images.")
+    parser.add_argument("directory", metavar="DIR", help="Folder with videos and/or images, or a dataset (.parquet / "
+                        ".json / .jsonl file or save_to_disk folder) with a `video` or `image` column.")
     parser.add_argument("--out", required=True, help="JSON-lines file to append the answers to (created if needed).")
     parser.add_argument(
         "--question", default=None,
@@ -181,4 +222,5 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: run_command(describe, args))
 
 
-__all__ = ["DEFAULT_QUESTIONS", "answer_batch", "describe", "list_media", "read_done", "register"]
+__all__ = ["DEFAULT_QUESTIONS", "answer_batch", "dataset_media", "describe", "is_dataset_source", "list_media",
+           "read_done", "register"]

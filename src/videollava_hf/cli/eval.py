@@ -114,7 +114,9 @@ def register(subparsers) -> None:
         "--model", default=None,
         help="Video-LLaVA checkpoint: a local directory or a Hub id (default: the demo model shipped in the package).",
     )
-    parser.add_argument("--data", required=True, help="Dataset file: .json (a list of records), .jsonl or .parquet.")
+    parser.add_argument("--data", required=True,
+                        help="Dataset: a .json (a list of records), .jsonl or .parquet file, a videofolder / imagefolder "
+                             "directory (media + metadata.jsonl) or a save_to_disk folder.")
     parser.add_argument(
         "--media-root", default=None,
         help="Folder that relative video/image paths in the dataset are resolved against (default: the data file's "

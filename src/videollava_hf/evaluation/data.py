@@ -1,4 +1,6 @@
-"""Evaluation datasets: records (JSON, JSONL, parquet; LLaVA conversations too) into `EvalSample`s."""
+"""Evaluation datasets: records (JSON, JSONL, parquet, videofolder / imagefolder directories, `save_to_disk` folders,
+`datasets.Dataset`s; LLaVA conversations too) into `EvalSample`s. A record's `video` / `image` is a path (relative
+ones resolved against the media root), bytes, or a `datasets` `Video()` / `Image()` cell (`{"bytes", "path"}`)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..models.videollava.media_io import describe_media, is_dataset_cell
 from .metrics import LETTERS, normalize_answer
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -18,7 +21,6 @@ METRICS_FILE = "metrics.json"
 SETTINGS_FILE = "eval_settings.json"
 # The instruction appended to multiple-choice questions (our wording; the options are listed as "(A) text").
 CHOICE_INSTRUCTION = "Reply with only the letter of the correct option."
-_DATA_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 _PLACEHOLDERS = re.compile(r"<(?:video|image)>\s*")
 
 JudgeFn = Callable[[str, str, str], dict]
@@ -31,7 +33,9 @@ JudgeFn = Callable[[str, str, str], dict]
 
 @dataclass(frozen=True)
 class EvalSample:
-    """One question. `video` / `image` are resolved paths; `answer_index` is set for multiple-choice questions."""
+    """One question. `video` / `image` are resolved paths (or, for media held in the dataset, their names);
+    `video_bytes` / `image_bytes` the encoded files when the dataset holds them. `answer_index` is set for
+    multiple-choice questions."""
 
     id: str
     question: str
@@ -41,29 +45,36 @@ class EvalSample:
     question_type: str | None = None
     video: str | None = None
     image: str | None = None
+    video_bytes: bytes | None = field(default=None, repr=False)
+    image_bytes: bytes | None = field(default=None, repr=False)
+
+    @property
+    def video_source(self):
+        """What the video reader reads: the bytes when the dataset holds them, else the path."""
+        return self.video_bytes if self.video_bytes is not None else self.video
+
+    @property
+    def image_source(self):
+        return self.image_bytes if self.image_bytes is not None else self.image
 
 
 def load_eval_dataset(
-    data_file: str | os.PathLike,
+    data_file,
     media_root: str | os.PathLike | None = None,
     *,
     limit: int | None = None,
     cache_dir: str | None = None,
     check_media: bool = True,
 ) -> list[EvalSample]:
-    """Read `data_file` (.json / .jsonl / .parquet) with `datasets` into `EvalSample`s (see the module docstring)."""
-    import datasets
+    """Read `data_file` (a .json / .jsonl / .parquet file, a videofolder / imagefolder directory, a `save_to_disk`
+    folder, or a `datasets.Dataset`) into `EvalSample`s (see the module docstring). Relative media paths are
+    resolved against `media_root` (default: the file's folder, or the directory itself)."""
+    from ..utils.records import read_records
 
-    path = Path(data_file)
-    builder = _DATA_BUILDERS.get(path.suffix.lower())
-    if builder is None:
-        raise ValueError(
-            f"Cannot read {path}: expected a .json, .jsonl or .parquet file, got {path.suffix or 'no extension'!r}."
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"Dataset file {path} does not exist.")
-    table = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir)
-    root = Path(media_root) if media_root is not None else path.parent
+    table = read_records(data_file, cache_dir)
+    path = Path(data_file) if isinstance(data_file, (str, os.PathLike)) else Path(".")
+    default_root = path if path.is_dir() else path.parent
+    root = Path(media_root) if media_root is not None else default_root
     rows = table if limit is None else table.select(range(min(limit, len(table))))
     samples = [sample_from_record(row, i, root) for i, row in enumerate(rows)]
     _check_unique_ids(samples, path)
@@ -87,8 +98,8 @@ def sample_from_record(record: dict, index: int, media_root: Path) -> EvalSample
             f"columns {sorted(k for k, v in record.items() if v is not None)}."
         )
     question = _PLACEHOLDERS.sub("", question).strip()
-    video = _first_present(record, ("video", "video_path"))
-    image = _first_present(record, ("image", "image_path"))
+    video, video_bytes = _media_field(record, ("video", "video_path"), media_root, f"{where} (id {sample_id})")
+    image, image_bytes = _media_field(record, ("image", "image_path"), media_root, f"{where} (id {sample_id})")
     if video is None and image is None:
         raise ValueError(f"{where} (id {sample_id}) has no `video` (or `video_path`) / `image` (or `image_path`).")
     choices = record.get("choices")
@@ -109,8 +120,29 @@ def sample_from_record(record: dict, index: int, media_root: Path) -> EvalSample
         choices=choices,
         answer_index=answer_index,
         question_type=None if question_type is None else str(question_type),
-        video=_resolve(video, media_root),
-        image=_resolve(image, media_root),
+        video=video,
+        image=image,
+        video_bytes=video_bytes,
+        image_bytes=image_bytes,
+    )
+
+
+def _media_field(record: dict, keys: Sequence[str], root: Path, where: str) -> tuple[str | None, bytes | None]:
+    """(path or name, bytes) of a record's media: a path string, bytes, or a datasets {"bytes", "path"} cell."""
+    value = _first_present(record, keys)
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return _resolve(value, root), None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{keys[0]} bytes>", bytes(value)
+    if is_dataset_cell(value):
+        if value.get("bytes"):
+            return str(value.get("path") or f"<{keys[0]} bytes>"), bytes(value["bytes"])
+        if value.get("path"):
+            return _resolve(value["path"], root), None
+        return None, None  # an empty cell: no media
+    raise ValueError(
+        f"{where}: `{keys[0]}` must be a path, bytes or a datasets {{'bytes', 'path'}} cell, "
+        f"got {describe_media(value)}."
     )
 
 
@@ -174,7 +206,10 @@ def _check_unique_ids(samples: Sequence[EvalSample], source: Path) -> None:
 
 
 def _check_media_exist(samples: Sequence[EvalSample], root: Path) -> None:
-    missing = [p for s in samples for p in (s.video, s.image) if p is not None and not Path(p).is_file()]
+    missing = [
+        p for s in samples for p, data in ((s.video, s.video_bytes), (s.image, s.image_bytes))
+        if p is not None and data is None and not Path(p).is_file()
+    ]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} media file(s) not found, e.g. {missing[:3]}. Relative paths are resolved against the "

@@ -73,16 +73,14 @@ def build_prompt(processor, sample: EvalSample, add_system_prompt: bool = True) 
 
 def _read_media(sample: EvalSample, policy: dict):
     """(frames (F, H, W, 3) uint8 or None, metadata or None, PIL image or None) of one sample."""
-    from PIL import Image
-
+    from ..models.videollava.media_io import load_image
     from ..models.videollava.video_io import load_video
 
     frames = metadata = image = None
     if sample.video is not None:
-        frames, metadata = load_video(sample.video, **policy)
+        frames, metadata = load_video(sample.video_source, **policy)
     if sample.image is not None:
-        with Image.open(sample.image) as opened:
-            image = opened.convert("RGB")
+        image = load_image(sample.image_source)
     return frames, metadata, image
 
 

@@ -77,13 +77,14 @@ def evaluate(
     cache_dir: str | None = None,
 ) -> dict:
     """Predict (resumably) and score; writes predictions.jsonl, judgements.jsonl (with a judge) and metrics.json
-    under `out_dir` and returns the metrics. `data`: a dataset file or a list of `EvalSample`s."""
+    under `out_dir` and returns the metrics. `data`: a dataset file or folder, a `datasets.Dataset`, or a list of
+    `EvalSample`s (see `load_eval_dataset`)."""
     from tqdm import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     settings = settings or GenerationSettings()
-    if isinstance(data, (str, os.PathLike)):
+    if isinstance(data, (str, os.PathLike)) or hasattr(data, "features"):  # a path or a datasets.Dataset
         samples = load_eval_dataset(data, media_root, limit=limit, cache_dir=cache_dir)
     else:
         samples = list(data)[:limit] if limit is not None else list(data)

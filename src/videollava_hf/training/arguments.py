@@ -46,7 +46,8 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     data_path: list[str] = field(
-        default_factory=list, metadata={"help": "Training JSON/JSONL files in LLaVA conversation format."}
+        default_factory=list, metadata={"help": "Training data in LLaVA conversation format: JSON / JSONL / parquet files, "
+                                             "videofolder / imagefolder directories or save_to_disk folders."}
     )
     eval_data_path: list[str] = field(default_factory=list, metadata={"help": "Optional evaluation files."})
     media_root: str | None = field(default=None, metadata={"help": "Directory relative media paths resolve against."})

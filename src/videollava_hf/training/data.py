@@ -11,10 +11,16 @@ records (caption, open-ended and multiple-choice files) have the same shape but 
 that placeholder is rewritten to `<video>` when the record has a `"video"` key. As in the original code, the
 placeholder is moved to the start of the first human turn ("<video>\\n{question}") and added there if absent.
 
-Every record is normalised to four columns, so files with different extra keys concatenate:
-`id` (str), `media_type` ("video" | "image" | ""), `media_path` (resolved path or ""), `conversations`
-(list of {"from": "system" | "human" | "gpt", "value": str}). Media are *not* decoded here: the collator decodes
-them per batch (inside DataLoader workers when `dataloader_num_workers > 0`).
+Records may also come from parquet files, from folders read with `datasets.load_dataset("videofolder" |
+"imagefolder", data_dir=...)` (a `metadata.jsonl` / `.csv` beside the media holds the `conversations`), or from a
+`datasets.Dataset` / `save_to_disk` folder; their `video` / `image` columns may be `Video()` / `Image()` features
+(read undecoded, as `{"bytes", "path"}` cells).
+
+Every record is normalised to five columns, so sources with different extra keys concatenate:
+`id` (str), `media_type` ("video" | "image" | ""), `media_path` (resolved path or ""), `media_bytes` (the encoded
+file when a datasets cell carries bytes, else None), `conversations` (list of {"from": "system" | "human" | "gpt",
+"value": str}). Media are *not* decoded here: the collator decodes them per batch (inside DataLoader workers when
+`dataloader_num_workers > 0`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..models.videollava.media_io import describe_media, is_dataset_cell
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +95,8 @@ class MediaRoots:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _media_of(record: Mapping[str, Any], record_id: str) -> tuple[str, str]:
-    """-> (media_type, relative path) with media_type "" for text-only records."""
+def _media_of(record: Mapping[str, Any], record_id: str) -> tuple[str, Any]:
+    """-> (media_type, relative path or datasets cell) with media_type "" for text-only records."""
     found = [k for k in ("video", "image") if record.get(k) not in (None, "")]
     if len(found) > 1:
         raise BadSampleError(record_id, "has both an 'image' and a 'video' key; use one media item per record")
@@ -96,9 +104,12 @@ def _media_of(record: Mapping[str, Any], record_id: str) -> tuple[str, str]:
         return "", ""
     kind = found[0]
     path = record[kind]
+    if is_dataset_cell(path) and (path.get("bytes") or path.get("path")):
+        return kind, path
     if not isinstance(path, str):
         raise BadSampleError(
-            record_id, f"'{kind}' must be one path string, got {type(path).__name__} (one media item per record)"
+            record_id, f"'{kind}' must be one path string or a datasets {{'bytes', 'path'}} cell, got "
+            f"{describe_media(path)} (one media item per record)"
         )
     return kind, path
 
@@ -162,10 +173,13 @@ def normalize_record(
     record_id = str(record.get("id") if record.get("id") not in (None, "") else default_id)
     kind, rel_path = _media_of(record, record_id)
     turns = _place_placeholder(_turns_of(record, record_id), kind, record_id)
-    path = (roots or MediaRoots()).resolve(kind, rel_path) if kind else ""
-    if check_media_files and kind and "://" not in path and not os.path.isfile(path):
+    data = None
+    if is_dataset_cell(rel_path):  # a datasets Video/Image cell: its bytes, else its path
+        data, rel_path = rel_path.get("bytes") or None, rel_path.get("path") or ""
+    path = (roots or MediaRoots()).resolve(kind, rel_path) if kind and rel_path else ""
+    if check_media_files and kind and data is None and "://" not in path and not os.path.isfile(path):
         raise BadSampleError(record_id, f"{kind} file not found (resolved against the media root)", path)
-    return {"id": record_id, "media_type": kind, "media_path": path, "conversations": turns}
+    return {"id": record_id, "media_type": kind, "media_path": path, "media_bytes": data, "conversations": turns}
 
 
 def is_normalized(row: Mapping[str, Any]) -> bool:
@@ -183,7 +197,8 @@ def _normalize_row(row: dict, index: int, roots: MediaRoots, check: bool, source
         out = normalize_record(row, roots, default_id=f"{source}:{index}", check_media_files=check)
         out["problem"] = ""
     except BadSampleError as err:
-        out = {"id": err.record_id, "media_type": "", "media_path": err.path or "", "conversations": []}
+        out = {"id": err.record_id, "media_type": "", "media_path": err.path or "", "media_bytes": None,
+               "conversations": []}
         out["problem"] = err.problem
     return out
 
@@ -198,32 +213,26 @@ def _normalised_features():
             "id": Value("string"),
             "media_type": Value("string"),
             "media_path": Value("string"),
+            "media_bytes": Value("binary"),
             "conversations": List(turn),
             "problem": Value("string"),
         }
     )
 
 
-def _load_one_file(path: str, roots: MediaRoots, check: bool, cache_dir: str | None, num_proc: int | None):
-    import datasets
+def _load_one_file(path, roots: MediaRoots, check: bool, cache_dir: str | None, num_proc: int | None):
+    from ..utils.records import read_records
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Data file {path!r} does not exist; pass JSON or JSONL files as --data_path.")
-    try:
-        raw = datasets.load_dataset("json", data_files=path, split="train", cache_dir=cache_dir)
-    except Exception as err:  # datasets raises several types (ArrowInvalid, DatasetGenerationError, ...)
-        raise ValueError(
-            f"Could not read {path!r} as JSON/JSONL conversation records: {err}. Each file must hold a JSON list of "
-            "records or one record per line, with consistent value types per key."
-        ) from err
+    raw = read_records(path, cache_dir)
+    name = Path(path).name if isinstance(path, (str, os.PathLike)) else "dataset"
     return raw.map(
         _normalize_row,
         with_indices=True,
         remove_columns=raw.column_names,
         features=_normalised_features(),
-        fn_kwargs={"roots": roots, "check": check, "source": Path(path).name},
+        fn_kwargs={"roots": roots, "check": check, "source": name},
         num_proc=num_proc,
-        desc=f"normalising {Path(path).name}",
+        desc=f"normalising {name}",
     )
 
 
@@ -239,7 +248,9 @@ def load_conversation_dataset(
     cache_dir: str | None = None,
     num_proc: int | None = None,
 ):
-    """Load and normalise JSON/JSONL conversation files into one `datasets.Dataset`.
+    """Load and normalise conversation records into one `datasets.Dataset`. `data_files`: one source or a list of
+    them, each a JSON / JSONL / parquet file, a videofolder / imagefolder directory, a `save_to_disk` folder or a
+    `datasets.Dataset` (see `videollava_hf.utils.records.read_records`).
 
     Returns `(dataset, skipped)`, `skipped` being the list of [`SkippedSample`] left out. Malformed records and
     (with `check_media_files`, a cheap existence check) missing media files raise a [`BadSampleError`] naming the
@@ -247,11 +258,12 @@ def load_conversation_dataset(
     later, when the collator decodes them."""
     import datasets
 
-    files = [data_files] if isinstance(data_files, (str, os.PathLike)) else list(data_files)
+    files = list(data_files) if isinstance(data_files, (list, tuple)) else [data_files]
     if not files:
         raise ValueError("No data files given; pass one or more JSON/JSONL files (--data_path a.json b.jsonl).")
     roots = MediaRoots(media_root, image_root, video_root)
-    parts = [_load_one_file(str(f), roots, check_media_files, cache_dir, num_proc) for f in files]
+    parts = [_load_one_file(f if isinstance(f, datasets.Dataset) else str(f), roots, check_media_files, cache_dir,
+                            num_proc) for f in files]
     dataset = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     problems = [(i, p) for i, p in enumerate(dataset["problem"]) if p]
     skipped = [SkippedSample(dataset[i]["id"], p) for i, p in problems]
@@ -291,29 +303,31 @@ def load_media(row: Mapping[str, Any], num_frames: int):
         return None
     if row.get("media") is not None:
         return row["media"]
+    source = row.get("media_bytes") or path  # the bytes of a datasets cell, else the file
     if kind == "video":
-        return _load_video_frames(path, num_frames, record_id)
-    return _load_image(path, record_id)
+        return _load_video_frames(source, num_frames, record_id, path)
+    return _load_image(source, record_id, path)
 
 
-def _load_video_frames(path: str, num_frames: int, record_id: str) -> np.ndarray:
+def _load_video_frames(source, num_frames: int, record_id: str, path: str) -> np.ndarray:
     from ..models.videollava.video_io import VideoDecodeError, load_video
 
     try:
-        frames, _ = load_video(path, num_frames=num_frames)
+        frames, _ = load_video(source, num_frames=num_frames)
     except (VideoDecodeError, OSError) as err:
-        raise BadSampleError(record_id, f"video cannot be read: {err}", path) from err
+        raise BadSampleError(record_id, f"video cannot be read: {err}", path or None) from err
     return frames
 
 
-def _load_image(path: str, record_id: str):
+def _load_image(source, record_id: str, path: str):
     from PIL import Image
 
+    from ..models.videollava.media_io import load_image
+
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")  # forces the decode here, where the error can name the record
+        return load_image(source)  # decoded here, where the error can name the record
     except (OSError, ValueError, Image.DecompressionBombError) as err:  # UnidentifiedImageError is an OSError
-        raise BadSampleError(record_id, f"image cannot be read: {err}", path) from err
+        raise BadSampleError(record_id, f"image cannot be read: {err}", path or None) from err
 
 
 __all__ = [

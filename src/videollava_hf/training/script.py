@@ -192,7 +192,8 @@ def train(
 ) -> TrainingOutcome:
     """Run one training stage end to end: model, data, Trainer, final save (merged for LoRA), metrics, card."""
     if not data_args.data_path:
-        raise ValueError("Pass --data_path with one or more JSON/JSONL conversation files.")
+        raise ValueError("Pass --data_path with one or more conversation files (JSON, JSONL, parquet) or "
+                         "dataset folders.")
     if training_args.output_dir is None:
         raise ValueError("Pass --output_dir: checkpoints and the final model are written there.")
     writer = _model_card_writer() if training_args.write_model_card else None

@@ -23,6 +23,8 @@ from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
+from .media_io import load_image
+
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESAMPLE_MODES = ("original", "transformers")
@@ -33,7 +35,8 @@ def to_uint8_chw(image, name: str = "image") -> torch.Tensor:
     if isinstance(image, Image.Image):
         image = np.array(image.convert("RGB"))  # a writable copy: torch warns on read-only arrays
     if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image))
+        image = np.ascontiguousarray(image)
+        image = torch.from_numpy(image if image.flags.writeable else image.copy())  # torch warns on read-only arrays
     if not isinstance(image, torch.Tensor):
         raise TypeError(
             f"{name} must be a PIL image, a numpy array or a torch tensor (H, W, 3) uint8, got {type(image).__name__}."
@@ -142,14 +145,19 @@ class VideoLlavaHfImageProcessor(BaseImageProcessor):
     def __call__(self, images, **kwargs) -> BatchFeature:
         return self.preprocess(images, **kwargs)
 
-    def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
-        """`images`: one image or a (nested) list of PIL images / arrays / tensors, in prompt order."""
+    def preprocess(self, images, return_tensors: str | None = "pt", timeout: float | None = None,
+                   **kwargs) -> BatchFeature:
+        """`images`: one image or a (nested) list of images, in prompt order. An image is anything
+        `media_io.load_image` reads: path, file:// / http(s):// / data: URL, bytes, file object, `datasets` cell,
+        PIL image, (H, W, 3) / (3, H, W) array or tensor. `timeout`: seconds for http(s) downloads."""
         flat = _flatten_images(images)
         if not flat:
-            raise ValueError("No images were given; pass at least one PIL image, array or tensor.")
+            raise ValueError("No images were given; pass at least one image (path, URL, bytes, PIL image, array).")
         settings = {**self.to_dict(), **kwargs}
+        load = {} if timeout is None else {"timeout": timeout}
         pixel_values = torch.stack(
-            [self.process_one(to_uint8_chw(img, f"images[{i}]"), settings) for i, img in enumerate(flat)]
+            [self.process_one(to_uint8_chw(load_image(img, **load), f"images[{i}]"), settings)
+             for i, img in enumerate(flat)]
         )
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
 

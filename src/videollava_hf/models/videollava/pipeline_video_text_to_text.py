@@ -26,7 +26,6 @@ code (`custom_pipelines`, see `add_custom_pipeline_to_config` and `VideoTextToTe
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Sized
@@ -34,7 +33,6 @@ from functools import partial
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader
 from transformers import AutoModelForImageTextToText, GenerationConfig
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -43,6 +41,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils.chat_template_utils import Chat, is_valid_message
 
 from ._compat import custom_object_save
+from .media_io import encoded_media_columns, load_image
 from .processing_videollava import VideoLlavaHfProcessor
 from .video_processing_videollava import FRAME_POLICY_KEYS, split_videos
 
@@ -201,34 +200,6 @@ def split_chat_media(messages: list[dict], videos: list, images: list) -> tuple[
     return clean, found["video"], found["image"]
 
 
-def load_image(source: Any, timeout: float | None = None, name: str = "image") -> Any:
-    """An image as PIL / array / tensor: paths, file:// and http(s) URLs and bytes are read with Pillow."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return _open_image(io.BytesIO(bytes(source)), name, "<bytes>")
-    if isinstance(source, os.PathLike) or isinstance(source, str):
-        text = os.fspath(source)
-        if text.startswith(("http://", "https://")):
-            from transformers.image_utils import load_image as load_remote_image
-
-            return load_remote_image(text, timeout=timeout)
-        path = text[len("file://") :] if text.startswith("file://") else text
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{name}: {text!r} does not exist (or is not a file). Check the path.")
-        return _open_image(path, name, repr(text))
-    return source  # PIL images, arrays and tensors go to the image processor as they are
-
-
-def _open_image(target: Any, name: str, description: str) -> Image.Image:
-    try:
-        with Image.open(target) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(
-            f"{name}: {description} is not an image Pillow can read ({err}). Pass still images in `images=` and "
-            "videos in `videos=`."
-        ) from err
-
-
 def collate_left_padded(items: list[dict], pad_token_id: int) -> dict:
     """Preprocessed samples -> one batch: prompts left-padded, media concatenated in sample order.
 
@@ -378,7 +349,11 @@ class VideoTextToTextPipeline(Pipeline):
             if images is None and _is_chat_batch(videos):
                 return [Chat(list(chat)) for chat in videos]
             if images is None and not isinstance(videos, (str, bytes, os.PathLike)) and _is_sample_source(videos):
-                return videos  # dict, list of dicts, dataset or generator: each item is one sample
+                # dict, list of dicts, dataset or generator: each item is one sample; datasets' Video() / Image()
+                # columns are read undecoded, by the processor's readers
+                if hasattr(videos, "features") and hasattr(videos, "__getitem__") and hasattr(videos, "__len__"):
+                    return _Rows(encoded_media_columns(videos))
+                return videos
             raise ValueError(
                 "`text=` is missing: pass the question (a string), a list of questions, or chat messages "
                 "([{'role': 'user', 'content': [{'type': 'video', 'path': ...}, {'type': 'text', 'text': ...}]}])."
@@ -456,12 +431,13 @@ class VideoTextToTextPipeline(Pipeline):
                 messages, tokenize=False, add_generation_prompt=True, **template_kwargs
             )
             input_text = prompt
-        pil_images = [load_image(img, timeout, f"images[{i}]") for i, img in enumerate(images)]
+        # Media of every kind (paths, URLs, bytes, datasets cells, ...) are read by the processor (media_io).
         encoding = self.processor(
             text=prompt,
-            images=pil_images or None,
+            images=images or None,
             videos=videos or None,
             return_tensors="pt",
+            **({} if timeout is None else {"timeout": timeout}),
             **(frame_policy or {}),
             **(processor_kwargs or {}),
         )
@@ -573,12 +549,27 @@ def _full_text(text: str | Chat, prompt: str, answer: str, continue_final_messag
     return messages
 
 
+class _Rows(torch.utils.data.Dataset):
+    """A `datasets.Dataset` as the torch Dataset the base Pipeline streams from (row i -> dict)."""
+
+    def __init__(self, rows) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.rows[index]
+
+
 def _is_sample_source(value: Any) -> bool:
     """A dict sample, a list of them, a dataset or a generator (anything that is not itself a video)."""
     if isinstance(value, dict):
         return True
     if isinstance(value, (list, tuple)):
         return len(value) > 0 and all(isinstance(v, dict) and not is_valid_message(v) for v in value)
+    if hasattr(value, "features") and hasattr(value, "column_names"):  # a datasets.Dataset (it has a .shape too)
+        return True
     return hasattr(value, "__iter__") and not isinstance(value, (torch.Tensor,)) and not hasattr(value, "shape")
 
 

@@ -72,6 +72,31 @@ CHAT_TEMPLATE = (
 )
 
 
+# Options of `__call__` that `apply_chat_template` also takes by name (they are not chat-template variables).
+CALL_OPTIONS = frozenset(FRAME_POLICY_KEYS) | {
+    "video_pooling", "video_pool_stride", "video_slowfast_every", "add_timestamps", "timeout", "do_pad_to_square",
+    "padding", "padding_side", "truncation", "max_length",
+}
+
+
+def group_per_sample(videos, text, video_token: str):
+    """Videos as Transformers' `apply_chat_template` passes them, one list per conversation
+    (`[[v1], [v2, v3]]`), -> the flat list in prompt order (`[v1, v2, v3]`) that the video processor takes.
+
+    Only when the nesting is unambiguous: `text` is a batch of N prompts, `videos` a list of N lists and list i holds
+    exactly as many entries as prompt i has `<video>` placeholders. Anything else is returned unchanged (a list of
+    frames is one video, a list of videos is one per placeholder)."""
+    if text is None or not isinstance(videos, (list, tuple)):
+        return videos
+    texts = [text] if isinstance(text, str) else list(text)
+    if len(videos) != len(texts) or not all(isinstance(group, (list, tuple)) for group in videos):
+        return videos
+    if not all(isinstance(t, str) and len(group) == t.count(video_token) for t, group in zip(texts, videos)):
+        return videos
+    flat = [video for group in videos for video in group]
+    return flat or None
+
+
 def timestamp_sentence(metadata) -> str:
     """The LLaVA-Video style time instruction built from the reader's metadata."""
     import math
@@ -215,7 +240,11 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         if audio is not None:
             raise ValueError("Video-LLaVA does not take audio; drop the `audio` argument.")
         video_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in FRAME_POLICY_KEYS or k == "resample_mode"}
-        image_kwargs = {k: kwargs.pop(k) for k in ("do_pad_to_square",) if k in kwargs}
+        image_kwargs = {k: kwargs.pop(k) for k in ("do_pad_to_square", "timeout") if k in kwargs}
+        # Transformers' apply_chat_template adds do_sample_frames=True next to num_frames / fps; the reader always
+        # samples by the frame policy, so the flag carries nothing here.
+        kwargs.pop("do_sample_frames", None)
+        videos = group_per_sample(videos, text, self.video_token)
         data: dict = {}
         num_images = num_video_frames = 0
         if images is not None:
@@ -300,6 +329,23 @@ class VideoLlavaHfProcessor(ProcessorMixin):
                         "kept). Raise `max_length` or shorten the text; media tokens are never truncated."
                     )
 
+    # --- chat template ------------------------------------------------------------------------------------
+    def apply_chat_template(self, conversation, chat_template=None, processor_kwargs: dict | None = None, **kwargs):
+        """Transformers' `ProcessorMixin.apply_chat_template`, unchanged, with this processor's per-call options
+        accepted by name: frame policy (`num_frames`, `fps`, `max_frames`, `indices`, `clip_start`, `clip_end`),
+        `video_pooling` / `video_pool_stride` / `video_slowfast_every`, `add_timestamps`, `timeout`,
+        `do_pad_to_square` and the tokenizer's `padding` / `padding_side` / `truncation` / `max_length` are moved
+        into `processor_kwargs` (where Transformers wants processor options; given by name it warns).
+
+        With `tokenize=True, return_dict=True` the media named in the content items (`{"type": "video" | "image",
+        "path" | "url" | "video" | "image": ...}`; anything `media_io` / `video_io` read) are loaded and the result
+        is model-ready: `input_ids`, `attention_mask`, `pixel_values`, `pixel_values_videos`. A list of
+        conversations is one batch (pass `padding=True`; the tokenizer pads on its `padding_side`)."""
+        moved = {k: kwargs.pop(k) for k in list(kwargs) if k in CALL_OPTIONS}
+        if moved:
+            processor_kwargs = {**moved, **(processor_kwargs or {})}
+        return super().apply_chat_template(conversation, chat_template, processor_kwargs=processor_kwargs, **kwargs)
+
     # --- decoding -----------------------------------------------------------------------------------------
     def batch_decode(self, *args, **kwargs):
         return self.tokenizer.batch_decode(*args, **kwargs)
@@ -341,7 +387,6 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         # The tokenizer is a standard class: it never needs the repo's code (the repo's `auto_map` names the
         # processor and would otherwise make Transformers ask interactively about remote code).
         trust_remote_code = kwargs.pop("trust_remote_code", None) or False
-        kwargs.pop("_from_auto", None)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **hub)
         except (OSError, ValueError) as err:
@@ -370,7 +415,7 @@ class VideoLlavaHfProcessor(ProcessorMixin):
                     f"{source!r} has a tokenizer but no image/video processor settings. Save the processor with "
                     "`processor.save_pretrained(dir)`, or pass the model's config (`config=`) to derive them."
                 )
-            return cls.from_model_config(config, tokenizer, **kwargs)
+            return cls.from_model_config(config, tokenizer, **_known_init_kwargs(cls, kwargs))
         image_processor = VideoLlavaHfImageProcessor(**_known_init_kwargs(VideoLlavaHfImageProcessor,
                                                                           parts["image_processor"]))
         video_processor = VideoLlavaHfVideoProcessor(**_known_init_kwargs(VideoLlavaHfVideoProcessor,
@@ -378,7 +423,9 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         settings = _known_init_kwargs(cls, processor_dict)
         for name in ("image_processor", "video_processor", "tokenizer"):
             settings.pop(name, None)
-        settings.update(kwargs)
+        # Like Transformers' own processor loader, keep only the options this class takes: pipeline() passes its
+        # model kwargs (dtype, device_map, code_revision, ...) to the processor loader too.
+        settings.update(_known_init_kwargs(cls, kwargs))
         return cls(image_processor, video_processor, tokenizer, **settings)
 
     @classmethod
@@ -406,4 +453,5 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         )
 
 
-__all__ = ["VideoLlavaHfProcessor", "CHAT_TEMPLATE", "SYSTEM_PROMPT", "timestamp_sentence"]
+__all__ = ["VideoLlavaHfProcessor", "CALL_OPTIONS", "CHAT_TEMPLATE", "SYSTEM_PROMPT", "group_per_sample",
+           "timestamp_sentence"]

@@ -345,7 +345,8 @@ def load_video(
 
     Args:
         source: A local path (``str``/``os.PathLike``), a ``file://`` or ``http(s)://`` URL (read as
-            a stream; HTTP range requests are used to seek), ``bytes``, a binary file-like object
+            a stream; HTTP range requests are used to seek), a ``data:`` URL, a ``datasets`` cell
+            (``{"bytes": ..., "path": ...}`` as ``Video(decode=False)`` columns hold them), ``bytes``, a binary file-like object
             (non-seekable ones are buffered in memory), a numpy array or torch tensor of uint8 RGB
             frames shaped ``(F, H, W, 3)`` or ``(F, 3, H, W)`` (a dimension of size 3 in both places
             is read as channels-last), a list of ``PIL.Image.Image``, a list of ``(H, W, 3)`` or

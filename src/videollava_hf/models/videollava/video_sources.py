@@ -26,9 +26,12 @@ from typing import Any
 import av
 import numpy as np
 
+from .media_io import ImageDecodeError, describe_media, is_dataset_cell, load_image, unwrap_media
+
 
 ACCEPTED_SOURCES = (
-    "a local path (str or os.PathLike), a file:// or http(s):// URL, bytes/bytearray/memoryview, "
+    "a local path (str or os.PathLike), a file://, http(s):// or data: URL, bytes/bytearray/memoryview, "
+    "a datasets cell ({'bytes': ..., 'path': ...}, e.g. a Video(decode=False) column), "
     "a binary file-like object, a numpy.ndarray or torch.Tensor of shape (F, H, W, 3) or (F, 3, H, W) "
     "with dtype uint8, a list of PIL.Image.Image, a list of (H, W, 3) or (3, H, W) uint8 numpy arrays or "
     "torch tensors, or a list of frame image paths"
@@ -79,6 +82,8 @@ class FrameSequenceSource:
 
 def describe(source: Any) -> str:
     """Short, log-friendly name of a source, used in errors and in ``VideoMetadata.source``."""
+    if is_dataset_cell(source) or (isinstance(source, str) and source[:5].lower() == "data:"):
+        return describe_media(source)
     if isinstance(source, (str, os.PathLike)):
         return repr(os.fspath(source))
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -97,6 +102,14 @@ def describe(source: Any) -> str:
 
 def resolve_source(source: Any, timeout: float) -> ContainerSource | FrameSequenceSource:
     """Classify ``source`` and prepare it for reading. Raises TypeError for unsupported types."""
+    if is_dataset_cell(source) or (isinstance(source, str) and source[:5].lower() == "data:"):
+        description = describe(source)
+        try:
+            source = unwrap_media(source)
+        except ValueError as error:
+            raise VideoDecodeError(description, str(error)) from error
+        if isinstance(source, bytes):
+            return _bytes_source(source, description, timeout)
     if isinstance(source, (str, os.PathLike)):
         return _resolve_path_or_url(source, timeout)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -109,8 +122,11 @@ def resolve_source(source: Any, timeout: float) -> ContainerSource | FrameSequen
         return _list_source(source)
     if callable(getattr(source, "read", None)):
         return _file_object_source(source, timeout)
+    hint = ""
+    if type(source).__module__.split(".")[0] == "torchcodec":  # what a decoded datasets Video() column holds
+        hint = " For a datasets Video() column, cast it undecoded: ds.cast_column(name, datasets.Video(decode=False))."
     raise TypeError(
-        f"load_video() cannot read a source of type {type(source).__module__}.{type(source).__qualname__}. "
+        f"load_video() cannot read a source of type {type(source).__module__}.{type(source).__qualname__}.{hint} "
         f"Accepted sources: {ACCEPTED_SOURCES}."
     )
 
@@ -316,16 +332,11 @@ def _hwc_numpy(frame: Any) -> np.ndarray:
 
 
 def _read_image(path: str) -> Any:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     try:
-        with Image.open(path) as image:
-            # Honour EXIF orientation, for the same reason video rotation metadata is applied.
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except FileNotFoundError as error:
-        raise VideoDecodeError(f"<frame {path!r}>", "the frame image does not exist", "Check the path") from error
-    except (UnidentifiedImageError, OSError) as error:
-        raise VideoDecodeError(f"<frame {path!r}>", f"the frame image cannot be read ({error})") from error
+        return load_image(path)  # EXIF orientation applied, for the same reason video rotation metadata is
+    except ImageDecodeError as error:
+        raise VideoDecodeError(f"<frame {path!r}>", f"the frame image cannot be read ({error.problem})",
+                               error.hint) from error
 
 
 def _stack_images(images: list[Any], description: str) -> np.ndarray:
