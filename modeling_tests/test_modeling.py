@@ -39,9 +39,9 @@ def builtin_from(config: VideoLlavaConfig) -> BuiltinModel:
 
 
 def prompt_ids(tokenizer, processor, texts: list[str]):
-    """Tokenise prompts with placeholders expanded, left-padded."""
-    expanded = [processor.expand_placeholders(t) for t in texts]
-    return tokenizer(expanded, padding=True, padding_side="left", return_tensors="pt")
+    """Prompts tokenised in the processor's prompt encoding, placeholders expanded, left-padded. The parity tests with
+    the built-in use `prompt_encoding="transformers"`: one tokenizer pass, as the built-in port's processor does."""
+    return processor.encode_prompts(texts, padding=True, padding_side="left", return_tensors="pt")
 
 
 @pytest.fixture()
@@ -82,7 +82,7 @@ def test_builtin_checkpoint_loads_with_temporal_off_and_every_weight(builtin_pai
 @pytest.mark.parametrize("kind", ["image", "video", "mixed_batch", "two_images_and_a_video"])
 def test_logits_match_builtin(builtin_pair, tokenizer, make_processor, kind):
     builtin, ours, config = builtin_pair
-    processor = make_processor(config)
+    processor = make_processor(config, prompt_encoding="transformers")
     if kind == "image":
         texts, n_img, n_vid = ["USER: <image>\nWhat is this? ASSISTANT:"], 1, 0
     elif kind == "video":
@@ -108,7 +108,7 @@ def test_logits_match_builtin(builtin_pair, tokenizer, make_processor, kind):
 
 def test_greedy_generation_matches_builtin_and_cache(builtin_pair, tokenizer, make_processor):
     builtin, ours, config = builtin_pair
-    processor = make_processor(config)
+    processor = make_processor(config, prompt_encoding="transformers")
     batch = prompt_ids(
         tokenizer, processor, ["USER: <image>\nWhat? ASSISTANT:", "USER: <video>\nWhat happens here? ASSISTANT:"]
     )

@@ -60,9 +60,12 @@ class ChatSession:
 
     def _next_turn_inputs(self, question: str):
         self.messages.append({"role": "user", "content": [{"type": "text", "text": question}]})
-        # The previous answer already ends with `</s>` (generated EOS); add only the new user turn.
-        suffix = self.processor.tokenizer(f"USER: {question} ASSISTANT:", add_special_tokens=False,
-                                          return_tensors="pt")["input_ids"]
+        # The previous answer already ends with `</s>` (generated EOS); add only the new user turn, tokenized as it
+        # is in the whole prompt, after `</s>` (with a SentencePiece tokenizer, `legacy` decides whether "USER"
+        # then starts with the dummy prefix `▁`): encode "</s>USER: ..." and drop the `</s>`.
+        tokenizer = self.processor.tokenizer
+        ids = tokenizer(f"{tokenizer.eos_token}USER: {question} ASSISTANT:", add_special_tokens=False)["input_ids"]
+        suffix = torch.tensor([ids[1:] if ids[:1] == [tokenizer.eos_token_id] else ids])
         ids = torch.cat([self.input_ids, suffix.to(self.input_ids.device)], dim=1)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 

@@ -174,8 +174,9 @@ class VideoLlavaDataCollator:
     def prepare(self, row: Mapping[str, Any]) -> PreparedSample:
         """Render and measure one normalised row (no media decoding)."""
         text, spans = self.render(row)
-        enc = self.tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        # Measured in the processor's prompt encoding, so the lengths agree with what `_encode` gets.
+        enc = self.processor.encode_prompts(text, expand=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"][0], enc["offset_mapping"][0]
         positions, total = self._expanded_positions(ids)
         keep = total
         if total > self.model_max_length and self.truncation == "truncate_text":

@@ -3,6 +3,18 @@
 Each `<image>` in the text becomes `image_seq_length` image tokens (256) and each `<video>` becomes
 `num_frames x tokens_per_frame` video tokens (8 x 257 = 2056), computed with the same functions the model's config
 uses (`image_token_count`, `video_token_count`), so prompt and features always agree.
+
+Prompt encoding (`prompt_encoding`, a processor setting saved in processor_config.json, or per call):
+
+- `"original"` (default; the released weights were trained with it): as the original's `tokenizer_image_token`,
+  the prompt is split at the placeholders and every text chunk is tokenized on its own, keeping the BOS of the first
+  chunk only. A video takes the place of its frames (the original writes one `<image>` marker per frame, with empty
+  text between them). With a SentencePiece tokenizer each chunk after a placeholder therefore starts with the
+  dummy-prefix piece `▁`, whatever `legacy` says.
+- `"transformers"`: the prompt with placeholders expanded is tokenized in one pass, as Transformers' built-in
+  VideoLlavaProcessor does (no `▁` after a placeholder when `legacy=False`).
+
+See docs/architecture.md ("Prompt encoding") for what the difference does to answers.
 """
 
 from __future__ import annotations
@@ -27,6 +39,18 @@ from .configuration_videollava import (
 from .export import auto_classes
 from .video_processing_videollava import FRAME_POLICY_KEYS
 
+PROMPT_ENCODINGS = ("original", "transformers")
+# Tokenizer keywords the "original" encoding implements itself (it pads and truncates the assembled ids).
+_ORIGINAL_TOKENIZER_KWARGS = ("return_attention_mask", "return_offsets_mapping", "pad_to_multiple_of", "verbose")
+
+
+def _check_prompt_encoding(mode: str) -> str:
+    if mode not in PROMPT_ENCODINGS:
+        raise ValueError(
+            f"prompt_encoding must be one of {PROMPT_ENCODINGS}, got {mode!r}: 'original' reproduces the original "
+            "Video-LLaVA's token ids (the weights were trained with them), 'transformers' the built-in port's."
+        )
+    return mode
 
 
 def _known_init_kwargs(cls, saved: dict) -> dict:
@@ -45,37 +69,42 @@ SYSTEM_PROMPT = (
 # The original llava_v1 conversation format (Video-LLaVA's inference template):
 #   "{system} USER: <video>\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT:"
 # `add_system_prompt=False` gives the built-in docs' prompt "USER: <video>\n{q} ASSISTANT:".
-# Media items of a user turn are emitted first, each followed by "\n", then the text.
-CHAT_TEMPLATE = (
-    "{%- set ns = namespace(system='" + SYSTEM_PROMPT.replace("'", "\\'") + "') -%}"
-    "{%- if add_system_prompt is defined and not add_system_prompt -%}{%- set ns.system = '' -%}{%- endif -%}"
-    "{%- if messages[0]['role'] == 'system' -%}"
-    "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
-    "{%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text')"
-    " | map(attribute='text') | join(' ') -%}{%- endif -%}"
-    "{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set loop_messages = messages -%}{%- endif -%}"
-    "{%- if ns.system -%}{{ ns.system + ' ' }}{%- endif -%}"
-    "{%- for message in loop_messages -%}"
-    "{%- if message['role'] == 'user' -%}{{ 'USER: ' }}"
-    "{%- elif message['role'] == 'assistant' -%}{{ 'ASSISTANT: ' }}"
-    "{%- else -%}{{ raise_exception('Video-LLaVA chats have user and assistant turns (and one leading system "
-    "message); got role ' + message['role']) }}{%- endif -%}"
-    "{%- if message['content'] is string -%}{{ message['content'] }}"
-    "{%- else -%}"
-    "{%- for item in message['content'] -%}{%- if item['type'] in ['image', 'video'] -%}"
-    "{{ '<' + item['type'] + '>\n' }}{%- endif -%}{%- endfor -%}"
-    "{{ message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') }}"
-    "{%- endif -%}"
-    "{%- if message['role'] == 'user' -%}{{ ' ' }}{%- else -%}{{ '</s>' }}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
-)
+# A user turn's media placeholders come first, joined with nothing and followed by one "\n", then its text: the
+# original writes `''.join(placeholders) + '\n' + question` (serve/cli.py), e.g. "<image><video>\nCompare them.".
+CHAT_TEMPLATE = """\
+{%- set ns = namespace(system='SYSTEM') -%}
+{%- if add_system_prompt is defined and not add_system_prompt -%}{%- set ns.system = '' -%}{%- endif -%}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}
+    {%- else -%}{%- set ns.system = messages[0]['content'] | selectattr('type', 'equalto', 'text')
+        | map(attribute='text') | join(' ') -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}{%- set loop_messages = messages -%}{%- endif -%}
+{%- if ns.system -%}{{ ns.system + ' ' }}{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if message['role'] == 'user' -%}{{ 'USER: ' }}
+    {%- elif message['role'] == 'assistant' -%}{{ 'ASSISTANT: ' }}
+    {%- else -%}{{ raise_exception('Video-LLaVA chats have user and assistant turns (and one leading system '
+        + 'message); got role ' + message['role']) }}
+    {%- endif -%}
+    {%- if message['content'] is string -%}{{ message['content'] }}
+    {%- else -%}
+        {%- set media = message['content'] | selectattr('type', 'in', ['image', 'video'])
+            | map(attribute='type') | list -%}
+        {%- if media -%}{{ '<' + media | join('><') + '>\\n' }}{%- endif -%}
+        {{- message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -}}
+    {%- endif -%}
+    {%- if message['role'] == 'user' -%}{{ ' ' }}{%- else -%}{{ '</s>' }}{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}
+""".replace("SYSTEM", SYSTEM_PROMPT.replace("'", "\\'"))
 
 
 # Options of `__call__` that `apply_chat_template` also takes by name (they are not chat-template variables).
 CALL_OPTIONS = frozenset(FRAME_POLICY_KEYS) | {
     "video_pooling", "video_pool_stride", "video_slowfast_every", "add_timestamps", "timeout", "do_pad_to_square",
-    "padding", "padding_side", "truncation", "max_length",
+    "padding", "padding_side", "truncation", "max_length", "prompt_encoding",
 }
 
 
@@ -126,6 +155,9 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         image_token / video_token (`str`): the placeholders (`"<image>"`, `"<video>"`).
         video_pooling / video_pool_stride / video_slowfast_every: the video token budget, as in the model config
             (off by default); they can also be passed per call, and the model must get the same values.
+        prompt_encoding (`str`): `"original"` (default) tokenizes the text between placeholders chunk by chunk, as
+            the original Video-LLaVA does; `"transformers"` tokenizes the expanded prompt in one pass, as the
+            built-in port does (see the module docstring). Also accepted per call.
         chat_template (`str`): defaults to the original llava_v1 conversation format.
     """
 
@@ -143,9 +175,11 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         video_pooling: str | None = None,
         video_pool_stride: int = 2,
         video_slowfast_every: int | None = None,
+        prompt_encoding: str = "original",
         **kwargs,
     ):
         check_pooling(video_pooling, video_pool_stride, video_slowfast_every)
+        self.prompt_encoding = _check_prompt_encoding(prompt_encoding)
         self.video_pooling = video_pooling
         self.video_pool_stride = video_pool_stride
         self.video_slowfast_every = video_slowfast_every
@@ -228,6 +262,7 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         video_pool_stride: int | None = None,
         video_slowfast_every: int | None = None,
         add_timestamps: bool = False,
+        prompt_encoding: str | None = None,
         **kwargs,
     ) -> BatchFeature:
         """`text`: a prompt or a list of prompts with `<image>` / `<video>` placeholders; `images` / `videos`: one
@@ -236,7 +271,9 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         `video_slowfast_every` set the video token budget for this call (pass the same to the model; they are
         returned in the BatchFeature so `model(**inputs)` / `generate(**inputs)` get them). `add_timestamps` writes
         after each `<video>` when its frames were taken ("The video lasts for X seconds, and N frames are
-        uniformly sampled from it. These frames are located at ...")."""
+        uniformly sampled from it. These frames are located at ...")). `prompt_encoding` overrides the processor's
+        setting for this call. Padding, truncation (never through a media run) and attention masks behave as the
+        tokenizer's in both encodings."""
         if audio is not None:
             raise ValueError("Video-LLaVA does not take audio; drop the `audio` argument.")
         video_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in FRAME_POLICY_KEYS or k == "resample_mode"}
@@ -268,18 +305,18 @@ class VideoLlavaHfProcessor(ProcessorMixin):
                     raise ValueError("add_timestamps=True needs videos: timestamps come from the frames' metadata.")
                 texts = self.insert_timestamps(texts, metadata)
             pooling = {"pooling": video_pooling, "stride": video_pool_stride, "slowfast_every": video_slowfast_every}
-            expanded = [self.expand_placeholders(t, num_video_frames, **pooling) for t in texts]
-            encoding = self.tokenizer(
-                expanded,
+            encoding = self.encode_prompts(
+                texts,
+                num_video_frames or None,
+                prompt_encoding=prompt_encoding,
                 padding=padding,
                 truncation=truncation,
                 max_length=max_length,
                 padding_side=padding_side,
                 add_special_tokens=add_special_tokens,
-                return_tensors=None,
+                **pooling,
                 **kwargs,
             )
-            self._check_not_truncated(encoding["input_ids"], expanded)
             data.update(encoding)
         result = BatchFeature(data, tensor_type=return_tensors)
         if videos is not None:  # per-call budget overrides travel with the inputs to the model
@@ -293,10 +330,122 @@ class VideoLlavaHfProcessor(ProcessorMixin):
 
     def expand_placeholders(self, text: str, num_frames: int | None = None, **pooling) -> str:
         """Replace each `<image>` / `<video>` with the run of tokens its features occupy."""
-        image_run = self.image_token * self.image_seq_length
-        video_run = self.video_token * self.video_seq_length(num_frames or None, **pooling)
-        pattern = re.compile(f"({re.escape(self.image_token)}|{re.escape(self.video_token)})")
-        return pattern.sub(lambda m: image_run if m.group(0) == self.image_token else video_run, text)
+        runs = self._runs(num_frames, **pooling)
+        return self._placeholder_pattern().sub(lambda m: m.group(0) * runs[m.group(0)][1], text)
+
+    # --- prompt encoding --------------------------------------------------------------------------------------
+    def encode_prompts(
+        self,
+        texts: str | list[str],
+        num_frames: int | None = None,
+        *,
+        prompt_encoding: str | None = None,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        padding_side: str | None = None,
+        add_special_tokens: bool = True,
+        return_tensors: str | None = None,
+        pooling: str | None = None,
+        stride: int | None = None,
+        slowfast_every: int | None = None,
+        expand: bool = True,
+        **kwargs,
+    ):
+        """Token ids (and attention masks) for prompts with `<image>` / `<video>` placeholders, each placeholder
+        expanded to its feature count (`num_frames` per video: default the video processor's). No media needed:
+        this is the text half of `__call__`. Returns a `BatchEncoding`; `return_offsets_mapping=True` gives
+        character offsets into the expanded prompts (`expand_placeholders`) in both encodings. `expand=False`
+        keeps each placeholder as one token (the same text ids, for measuring lengths cheaply)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        mode = _check_prompt_encoding(prompt_encoding or self.prompt_encoding)
+        runs = self._runs(num_frames, pooling=pooling, stride=stride, slowfast_every=slowfast_every)
+        if not expand:
+            runs = {token: (token_id, 1) for token, (token_id, _) in runs.items()}
+        if mode == "transformers":  # the built-in port: expand, then one tokenizer pass
+            pattern = self._placeholder_pattern()
+            expanded = [pattern.sub(lambda m: m.group(0) * runs[m.group(0)][1], t) for t in texts]
+            encoding = self.tokenizer(
+                expanded, padding=padding, truncation=truncation, max_length=max_length, padding_side=padding_side,
+                add_special_tokens=add_special_tokens, return_tensors=None, **kwargs,
+            )
+        else:
+            encoding = self._encode_original(
+                texts, runs, padding=padding, truncation=truncation,
+                max_length=max_length, padding_side=padding_side, add_special_tokens=add_special_tokens, **kwargs,
+            )
+        self._check_not_truncated(encoding["input_ids"], texts, runs)
+        encoding.convert_to_tensors(return_tensors)
+        return encoding
+
+    def _runs(self, num_frames: int | None = None, **pooling) -> dict[str, tuple[int, int]]:
+        """placeholder -> (token id, tokens its features occupy)."""
+        return {
+            self.image_token: (self.image_token_id, self.image_seq_length),
+            self.video_token: (self.video_token_id, self.video_seq_length(num_frames or None, **pooling)),
+        }
+
+    def _placeholder_pattern(self) -> re.Pattern:
+        return re.compile(f"({re.escape(self.image_token)}|{re.escape(self.video_token)})")
+
+    def _encode_original(self, texts, runs, *, padding, truncation, max_length, padding_side, add_special_tokens,
+                         **kwargs):
+        """The original's `tokenizer_image_token`, with each marker expanded to its feature run: split at the
+        placeholders, tokenize every chunk separately, keep the BOS of the first chunk only."""
+        unknown = sorted(set(kwargs) - set(_ORIGINAL_TOKENIZER_KWARGS))
+        if unknown:
+            raise ValueError(
+                f"prompt_encoding='original' does not take the tokenizer option(s) {unknown} (it supports padding, "
+                f"truncation, max_length, padding_side, add_special_tokens and {list(_ORIGINAL_TOKENIZER_KWARGS)}). "
+                "Pass prompt_encoding='transformers' to tokenize the expanded prompt in one tokenizer call."
+            )
+        offsets = bool(kwargs.get("return_offsets_mapping"))
+        pattern = self._placeholder_pattern()
+        parts = [pattern.split(t) for t in texts]  # [chunk, placeholder, chunk, ..., chunk] per text
+        chunks = [chunk for p in parts for chunk in p[0::2]]
+        # One tokenizer call for every chunk of the batch.
+        enc = self.tokenizer(chunks, add_special_tokens=add_special_tokens, return_offsets_mapping=offsets)
+        chunk_ids = iter(enc["input_ids"])
+        chunk_offsets = iter(enc["offset_mapping"]) if offsets else None
+        bos = self.tokenizer.bos_token_id
+        all_ids, all_offsets = [], []
+        for p in parts:
+            ids: list[int] = []
+            spans: list[tuple[int, int]] = []
+            pos = 0  # characters of the expanded prompt so far
+            for i, chunk in enumerate(p[0::2]):
+                if i > 0:  # the placeholder before this chunk, as its run of feature tokens
+                    token_id, count = runs[p[2 * i - 1]]
+                    width = len(p[2 * i - 1])
+                    ids += [token_id] * count
+                    spans += [(pos + j * width, pos + (j + 1) * width) for j in range(count)]
+                    pos += width * count
+                piece = next(chunk_ids)
+                piece_spans = next(chunk_offsets) if offsets else [(0, 0)] * len(piece)
+                # Later chunks lose the BOS their own tokenization added (the original drops it too).
+                skip = 1 if i > 0 and bos is not None and piece[:1] == [bos] and add_special_tokens else 0
+                ids += piece[skip:]
+                spans += [(a + pos, b + pos) if b > a else (a, b) for a, b in piece_spans[skip:]]
+                pos += len(chunk)
+            all_ids.append(ids)
+            all_offsets.append(spans)
+        if truncation not in (None, False, "do_not_truncate"):
+            limit = max_length if max_length is not None else self.tokenizer.model_max_length
+            keep = slice(None, limit) if self.tokenizer.truncation_side == "right" else slice(-limit, None)
+            all_ids, all_offsets = [x[keep] for x in all_ids], [x[keep] for x in all_offsets]
+        encoding = self.tokenizer.pad(
+            {"input_ids": all_ids}, padding=padding, max_length=max_length, padding_side=padding_side,
+            pad_to_multiple_of=kwargs.get("pad_to_multiple_of"),
+            return_attention_mask=kwargs.get("return_attention_mask"), verbose=kwargs.get("verbose", True),
+        )
+        if offsets:  # padding tokens span no characters, as in the tokenizer's own output
+            side = padding_side or self.tokenizer.padding_side
+            padded = []
+            for spans, ids in zip(all_offsets, encoding["input_ids"]):
+                fill = [(0, 0)] * (len(ids) - len(spans))
+                padded.append(fill + spans if side == "left" else spans + fill)
+            encoding["offset_mapping"] = padded
+        return encoding
 
     def insert_timestamps(self, texts: list[str], metadata: list) -> list[str]:
         """After the i-th `<video>` (across the batch), describe when its frames were taken."""
@@ -319,10 +468,10 @@ class VideoLlavaHfProcessor(ProcessorMixin):
                 "image and per video, in the order the media are given."
             )
 
-    def _check_not_truncated(self, input_ids: list[list[int]], expanded: list[str]) -> None:
-        for i, (ids, text) in enumerate(zip(input_ids, expanded)):
-            for token, token_id in ((self.image_token, self.image_token_id), (self.video_token, self.video_token_id)):
-                want, got = text.count(token), sum(1 for t in ids if t == token_id)
+    def _check_not_truncated(self, input_ids: list[list[int]], texts: list[str], runs: dict) -> None:
+        for i, (ids, text) in enumerate(zip(input_ids, texts)):
+            for token, (token_id, count) in runs.items():
+                want, got = text.count(token) * count, sum(1 for t in ids if t == token_id)
                 if want != got:
                     raise ValueError(
                         f"Sample {i}: truncation cut through a {token} placeholder run ({got} of {want} tokens "
@@ -453,5 +602,6 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         )
 
 
-__all__ = ["VideoLlavaHfProcessor", "CALL_OPTIONS", "CHAT_TEMPLATE", "SYSTEM_PROMPT", "group_per_sample",
+__all__ = ["VideoLlavaHfProcessor", "CALL_OPTIONS", "CHAT_TEMPLATE", "PROMPT_ENCODINGS",
+           "SYSTEM_PROMPT", "group_per_sample",
            "timestamp_sentence"]
