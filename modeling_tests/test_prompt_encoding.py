@@ -15,14 +15,13 @@ Transformers' LlamaTokenizer converted from the same model, so the reference sha
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 
 from videollava_hf.models.videollava.processing_videollava import SYSTEM_PROMPT
 from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
+from videollava_hf.testing.tokenizers import build_sentencepiece_model
 
 spm = pytest.importorskip("sentencepiece", reason="the [test] extra installs sentencepiece")
 
@@ -42,15 +41,8 @@ SP_CORPUS = [
 @pytest.fixture(scope="module")
 def sp_model_dir(tmp_path_factory):
     """A Llama-style SentencePiece BPE model (unk/bos/eos = 0/1/2, byte fallback, dummy prefix), trained here."""
-    proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(SP_CORPUS * 4), model_writer=proto, vocab_size=400, model_type="bpe",
-        byte_fallback=True, add_dummy_prefix=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
-        split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0, hard_vocab_limit=False,
-        minloglevel=2, num_threads=1,
-    )
     directory = tmp_path_factory.mktemp("sp")
-    (directory / "tokenizer.model").write_bytes(proto.getvalue())
+    (directory / "tokenizer.model").write_bytes(build_sentencepiece_model(SP_CORPUS * 4))
     return directory
 
 

@@ -105,6 +105,11 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="Hub id recorded as base_model in the model card (default: the source, when it is a Hub id; "
         "pass e.g. LanguageBind/Video-LLaVA-7B when converting a local copy)",
     )
+    out.add_argument(
+        "--license",
+        help="licence recorded in the model card (default: llama2 for the Video-LLaVA releases and other Vicuna / "
+        "Llama derivatives named by --base-model or the source; 'other' when the source is unknown)",
+    )
     out.add_argument("--no-model-card", dest="model_card", action="store_false", help="do not write README.md")
     out.add_argument("--overwrite", action="store_true", help="write into a non-empty output directory")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -143,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         revision=args.revision,
         cache_dir=args.cache_dir,
         base_model=args.base_model,
+        license=args.license,
         model_card=args.model_card,
         overwrite=args.overwrite,
         progress=not args.quiet,

@@ -10,7 +10,6 @@ processor and tokenizer, so loading needs no renaming and the folder carries a m
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,20 @@ import torch
 
 from ..models.videollava.configuration_videollava import VideoLlavaConfig
 from .common import (
-    DEFAULT_MAX_SHARD_SIZE,
     ConversionError,
+    ConversionOptions,
     ConversionReport,
     IgnoreRule,
+    build_processor,
     expected_state_shapes,
     find_weight_files,
-    hub_repo_id,
+    finish_conversion,
+    load_tokenizer,
+    open_source,
     parse_dtype,
     plan_conversion,
     prepare_output_dir,
-    push_to_hub,
-    read_config_dict,
     read_shard_shapes,
-    resolve_source,
-    save_config_and_code,
     write_shards,
 )
 from ..models.videollava.builtin_port import (
@@ -91,29 +89,9 @@ def make_transformers_mapper(tied: bool = False) -> Callable[[str], tuple[str | 
     return mapper
 
 
-def _build_processor(config: VideoLlavaConfig, tokenizer):
-    from ..models.videollava.image_processing_videollava import VideoLlavaHfImageProcessor
-    from ..models.videollava.processing_videollava import VideoLlavaHfProcessor
-    from ..models.videollava.video_processing_videollava import VideoLlavaHfVideoProcessor
-
-    side = config.vision_config.image_size
-    # The built-in port preprocesses the Transformers way; keep that so the converted model sees what it saw.
-    image_processor = VideoLlavaHfImageProcessor(size=side, crop_size=side, resample_mode="transformers")
-    video_processor = VideoLlavaHfVideoProcessor(
-        num_frames=config.num_frames, size=side, crop_size=side, resample_mode="transformers"
-    )
-    return VideoLlavaHfProcessor.from_model_config(
-        config, tokenizer, image_processor=image_processor, video_processor=video_processor
-    )
-
-
 def _load_tokenizer(location: Path, config: VideoLlavaConfig):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(location))
-    except (OSError, ValueError) as err:
-        raise ConversionError(f"Could not load the built-in checkpoint's tokenizer from {location}: {err}.") from err
+    """The built-in checkpoint's tokenizer (every setting kept, see `load_tokenizer`), checked against config.json."""
+    tokenizer, added = load_tokenizer(location)
     for name, want in (("<image>", config.image_token_index), ("<video>", config.video_token_index)):
         got = tokenizer.convert_tokens_to_ids(name)
         if got != want:
@@ -124,65 +102,39 @@ def _load_tokenizer(location: Path, config: VideoLlavaConfig):
         raise ConversionError(
             "The built-in checkpoint's tokenizer has no pad token (LanguageBind/Video-LLaVA-7B-hf uses <pad>)."
         )
-    tokenizer.padding_side = "left"
-    return tokenizer
+    return tokenizer, added
 
 
-def convert_transformers_checkpoint(
-    source: str | Path,
-    output_dir: str | Path,
-    *,
-    dtype: str | torch.dtype | None = None,
-    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
-    verify: bool = False,
-    verify_dtype: str | torch.dtype = "float32",
-    push_to_hub_repo: str | None = None,
-    private: bool = False,
-    token: str | None = None,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    base_model: str | None = None,
-    model_card: bool = True,
-    overwrite: bool = False,
-    progress: bool = True,
-    source_name: str | None = None,
-    **unused: Any,
-) -> ConversionReport:
+def convert_transformers_checkpoint(source: str | Path, output_dir: str | Path, **options: Any) -> ConversionReport:
     """Convert a built-in checkpoint (directory or Hub id) to `output_dir`; `verify` compares logits with
-    `transformers.VideoLlavaForConditionalGeneration` on a random prompt. Options as in `convert_original_checkpoint`
-    (the original-only ones are refused)."""
-    given = sorted(k for k, v in unused.items() if v not in (None, False))
+    `transformers.VideoLlavaForConditionalGeneration` on a random prompt. Options: `ConversionOptions` (the
+    original-only ones of `convert_original_checkpoint` are refused)."""
+    opts, others = ConversionOptions.split(options)
+    given = sorted(k for k, v in others.items() if v not in (None, False))
     if given:
         raise ConversionError(f"Option(s) {given} only apply to original checkpoints, not to the built-in layout.")
-    start = time.perf_counter()
-    name = source_name or str(source)
-    src = resolve_source(source, revision=revision, token=token, cache_dir=cache_dir)
-    config_dict = read_config_dict(src)
-    if not is_transformers_config(config_dict):
+    src = open_source(source, opts)
+    if not is_transformers_config(src.config):
         raise ConversionError(
-            f"{name} has model_type={config_dict.get('model_type')!r}, not 'video_llava'; for an original checkpoint "
-            "use convert_original_checkpoint (--layout original)."
+            f"{src.name} has model_type={src.config.get('model_type')!r}, not 'video_llava'; for an original "
+            "checkpoint use convert_original_checkpoint (--layout original)."
         )
-    config = config_from_transformers(config_dict)
-    files = find_weight_files(src)
+    config = config_from_transformers(src.config)
+    files = find_weight_files(src.directory)
     shard_shapes = {f: read_shard_shapes(f) for f in files}
     plan = plan_conversion(
         shard_shapes, make_transformers_mapper(config.tie_word_embeddings), expected_state_shapes(config)
     )
-    tokenizer = _load_tokenizer(src, config)
-    out = prepare_output_dir(output_dir, overwrite)
-    out_dtype = parse_dtype(dtype)
-    stats = write_shards(plan, out, dtype=out_dtype, max_shard_size=max_shard_size, progress=progress)
+    tokenizer, settings_added = _load_tokenizer(src.directory, config)
+    out = prepare_output_dir(output_dir, opts.overwrite)
+    out_dtype = parse_dtype(opts.dtype)
+    stats = write_shards(plan, out, dtype=out_dtype, max_shard_size=opts.max_shard_size, progress=opts.progress)
     saved_dtype = out_dtype or stats.source_dtype or torch.float32
     config.dtype = saved_dtype
     config.pad_token_id = tokenizer.pad_token_id
-    save_config_and_code(config, out)
-    _save_generation_config(src, out, config, tokenizer.pad_token_id)
-    _build_processor(config, tokenizer).save_pretrained(out, export_code=True)
-
     report = ConversionReport(
         layout="transformers",
-        source=name,
+        source=src.name,
         output_dir=out,
         num_tensors=stats.num_tensors,
         num_shards=stats.num_shards,
@@ -194,37 +146,14 @@ def convert_transformers_checkpoint(
         vocab_size=config.text_config.vocab_size,
         dtype=str(saved_dtype).replace("torch.", ""),
     )
-    if verify:
-        report.verify_max_abs_diff = verify_transformers_conversion(
-            src, out, dtype=parse_dtype(verify_dtype) or torch.float32
-        )
-    if model_card:
-        from .modelcard import write_model_card
-
-        write_model_card(
-            out,
-            source="transformers",
-            base_model=base_model or hub_repo_id(name),
-            report=report,
-            model_id=push_to_hub_repo,
-        )
-    report.seconds = time.perf_counter() - start
-    if push_to_hub_repo:
-        report.pushed_to = push_to_hub(out, push_to_hub_repo, token=token, private=private)
-    return report
-
-
-def _save_generation_config(source_dir: Path, out_dir: Path, config: VideoLlavaConfig, pad_token_id: int) -> None:
-    from transformers import GenerationConfig
-
-    if (source_dir / "generation_config.json").is_file():
-        generation = GenerationConfig.from_pretrained(str(source_dir))
-    else:
-        generation = GenerationConfig(
-            bos_token_id=config.text_config.bos_token_id, eos_token_id=config.text_config.eos_token_id
-        )
-    generation.pad_token_id = pad_token_id
-    generation.save_pretrained(out_dir)
+    # The built-in port preprocesses the Transformers way; keep that so the converted model sees what it saw.
+    processor = build_processor(config, tokenizer, resample_mode="transformers")
+    verify_dtype = parse_dtype(opts.verify_dtype) or torch.float32
+    return finish_conversion(
+        report, src, config, processor, opts,
+        verify=lambda: verify_transformers_conversion(src.directory, out, dtype=verify_dtype),
+        tokenizer_added=settings_added,
+    )
 
 
 @torch.no_grad()

@@ -17,16 +17,22 @@ Both run the same pipeline, implemented here:
    before a single byte is written.
 4. `write_shards`: stream shard by shard (load one input shard, rename/transform its tensors, write output shards,
    free) into `model-0000i-of-0000n.safetensors` plus `model.safetensors.index.json`.
-5. config, generation config, processor (+ tokenizer) and a model card (`videollava_hf.conversion.modelcard`) are written next
-   to the weights; `push_to_hub` uploads the folder with `HfApi().upload_folder`.
+5. `finish_conversion`: config, generation config, processor (+ the tokenizer, every setting of the source kept:
+   `load_tokenizer`) and a model card (`videollava_hf.conversion.modelcard`) are written next to the weights,
+   `verify` runs, and `push_to_hub` uploads the folder with `HfApi().upload_folder`.
+
+Both converters take the same output options (`ConversionOptions`) and build the processor the same way
+(`build_processor`); only the key rules, the config translation and the reference used by `verify` differ.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -617,6 +623,8 @@ class ConversionReport:
     largest_output_shard_bytes: int
     ignored: dict[str, str] = field(default_factory=dict)
     added_tokens: dict[str, int] = field(default_factory=dict)
+    tokenizer_settings: dict[str, Any] = field(default_factory=dict)  # as saved: the source's, plus the added ones
+    tokenizer_settings_added: dict[str, str] = field(default_factory=dict)  # setting -> why it was added
     source_vocab_size: int = 0
     vocab_size: int = 0
     dtype: str = ""
@@ -631,6 +639,10 @@ class ConversionReport:
             f"dtype {self.dtype}",
             f"  vocabulary {self.source_vocab_size} -> {self.vocab_size}"
             + (f" (added {', '.join(f'{t}={i}' for t, i in self.added_tokens.items())})" if self.added_tokens else ""),
+            "  tokenizer: "
+            + ", ".join(f"{k}={v!r}" for k, v in self.tokenizer_settings.items())
+            + (f"; added {'; '.join(f'{k} ({why})' for k, why in self.tokenizer_settings_added.items())}"
+               if self.tokenizer_settings_added else "; all as in the source"),
             f"  ignored source keys: {len(self.ignored)}"
             + (f" ({'; '.join(sorted(set(self.ignored.values())))})" if self.ignored else ""),
             f"  time {self.seconds:.1f} s",
@@ -657,6 +669,201 @@ def push_to_hub(
         folder_path=str(output_dir), repo_id=repo_id, repo_type="model", commit_message=commit_message
     )
     return str(getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What both converters share: options, tokenizer, processor, generation config, the final writes
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConversionOptions:
+    """The output options both converters take as keyword arguments (and `videollava-hf convert` as flags).
+
+    dtype: output dtype (default: keep the checkpoint's). max_shard_size: largest output shard ("5GB").
+    verify / verify_dtype: compare the converted model's logits with a reference forward of the source.
+    push_to_hub_repo / private / token: upload the folder afterwards. revision / cache_dir / token: for a Hub source.
+    base_model / license: for the model card (default: the source repo when it is a Hub id; the licence known for
+    it). model_card: write README.md. overwrite: write into a non-empty directory. progress: a progress bar.
+    source_name: how the report and card name the source (default: `source` as given)."""
+
+    dtype: str | torch.dtype | None = None
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
+    verify: bool = False
+    verify_dtype: str | torch.dtype = "float32"
+    push_to_hub_repo: str | None = None
+    private: bool = False
+    token: str | None = None
+    revision: str | None = None
+    cache_dir: str | None = None
+    base_model: str | None = None
+    license: str | None = None
+    model_card: bool = True
+    overwrite: bool = False
+    progress: bool = True
+    source_name: str | None = None
+
+    @classmethod
+    def split(cls, kwargs: Mapping[str, Any]) -> tuple[ConversionOptions, dict[str, Any]]:
+        """(the options among `kwargs`, the other keyword arguments)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in kwargs.items() if k in names}), {
+            k: v for k, v in kwargs.items() if k not in names
+        }
+
+
+@dataclass
+class SourceCheckpoint:
+    """A resolved source: how to call it, where its files are, its config.json, when the conversion started."""
+
+    name: str
+    directory: Path
+    config: dict[str, Any]
+    start: float
+
+
+def open_source(source: str | Path, options: ConversionOptions) -> SourceCheckpoint:
+    start = time.perf_counter()
+    directory = resolve_source(source, revision=options.revision, token=options.token, cache_dir=options.cache_dir)
+    return SourceCheckpoint(options.source_name or str(source), directory, read_config_dict(directory), start)
+
+
+# Tokenizer settings the converters keep from the source and report. Transformers 5 stores add_bos_token /
+# add_eos_token in tokenizer.json's post-processor rather than tokenizer_config.json; the report reads them back.
+TOKENIZER_SETTINGS = ("legacy", "add_bos_token", "add_eos_token", "padding_side", "model_max_length")
+_LEGACY_WHY = (
+    "the source states none; Transformers 4.x, which Video-LLaVA's tokenizers were saved with, reads a missing "
+    "`legacy` as true, Transformers 5 as false, which changes how text after `</s>` is tokenized"
+)
+
+
+def load_tokenizer(location: str | Path, *, hint: str = ""):
+    """The source's tokenizer with every setting it states, and `{setting: why}` for the settings added.
+
+    The one setting added: `legacy=True` for a SentencePiece tokenizer (a `tokenizer.model`) whose config states no
+    `legacy`, so the converted tokenizer encodes text after a special token as the original did. `legacy` is
+    written to tokenizer_config.json either way (Transformers 5 does not save it by itself, and reads a missing
+    value as false)."""
+    from transformers import AutoTokenizer
+
+    from ..models.videollava._compat import get_tokenizer_config
+
+    def load(**extra):
+        with warnings.catch_warnings():
+            # AutoTokenizer also parses an original config.json (model_type "llava"), whose 4.31-era `rope_scaling`
+            # field Transformers 5 flags as deprecated; the converter translates that field itself.
+            warnings.filterwarnings("ignore", message=".*rope_scaling.*", category=FutureWarning)
+            return AutoTokenizer.from_pretrained(str(location), **extra)
+
+    try:
+        stated = get_tokenizer_config(str(location))
+        sentencepiece = _has_file(location, "tokenizer.model")
+        added: dict[str, str] = {}
+        extra: dict[str, Any] = {}
+        if sentencepiece:
+            extra["legacy"] = stated.get("legacy", True)
+            if "legacy" not in stated:
+                added["legacy"] = _LEGACY_WHY
+        tokenizer = load(**extra)
+    except (OSError, ValueError) as err:
+        raise ConversionError(f"Could not load a tokenizer from {location}: {err}.{' ' + hint if hint else ''}") from err
+    if sentencepiece:
+        tokenizer.init_kwargs["legacy"] = extra["legacy"]  # saved with the tokenizer from here on
+    return tokenizer, added
+
+
+def _has_file(location: str | Path, filename: str) -> bool:
+    """Whether a local directory or Hub repo holds `filename`."""
+    path = Path(location).expanduser()
+    if path.is_dir():
+        return (path / filename).is_file()
+    from huggingface_hub import file_exists
+
+    try:
+        return file_exists(str(location), filename)
+    except Exception as err:  # offline or unreachable: the tokenizer load itself reports it
+        if _is_network_error(err) or isinstance(err, (ConnectionError, TimeoutError)):
+            return False
+        raise
+
+
+def tokenizer_settings(tokenizer) -> dict[str, Any]:
+    """The settings of `TOKENIZER_SETTINGS` a tokenizer has (or will be saved with), plus its named special tokens."""
+    settings = {k: getattr(tokenizer, k, None) for k in TOKENIZER_SETTINGS}
+    settings["legacy"] = tokenizer.init_kwargs.get("legacy", settings["legacy"])
+    settings = {k: v for k, v in settings.items() if v is not None}
+    settings.update(tokenizer.special_tokens_map)
+    return settings
+
+
+def build_processor(config: VideoLlavaConfig, tokenizer, *, resample_mode: str, do_pad_to_square: bool = False):
+    """The processor saved with a converted checkpoint: sizes and strategies from `config`, the source's
+    resampling (`"original"` LanguageBind transforms or the built-in port's `"transformers"` ones) and the
+    original's prompt encoding (the weights of both layouts were trained with it)."""
+    from ..models.videollava.image_processing_videollava import VideoLlavaHfImageProcessor
+    from ..models.videollava.processing_videollava import VideoLlavaHfProcessor
+    from ..models.videollava.video_processing_videollava import VideoLlavaHfVideoProcessor
+
+    side = config.vision_config.image_size
+    image_processor = VideoLlavaHfImageProcessor(
+        size=side, crop_size=side, resample_mode=resample_mode, do_pad_to_square=do_pad_to_square
+    )
+    video_processor = VideoLlavaHfVideoProcessor(
+        num_frames=config.num_frames, size=side, crop_size=side, resample_mode=resample_mode
+    )
+    return VideoLlavaHfProcessor.from_model_config(
+        config, tokenizer, image_processor=image_processor, video_processor=video_processor
+    )
+
+
+def save_generation_config(source_dir: Path, out_dir: Path, config: VideoLlavaConfig, pad_token_id: int) -> None:
+    """The source's generation_config.json (or one from the text config's BOS / EOS), with the pad token set."""
+    from transformers import GenerationConfig
+
+    if (Path(source_dir) / "generation_config.json").is_file():
+        generation = GenerationConfig.from_pretrained(str(source_dir))
+    else:
+        generation = GenerationConfig(
+            bos_token_id=config.text_config.bos_token_id, eos_token_id=config.text_config.eos_token_id
+        )
+    generation.pad_token_id = pad_token_id
+    generation.save_pretrained(out_dir)
+
+
+def finish_conversion(
+    report: ConversionReport,
+    source: SourceCheckpoint,
+    config: VideoLlavaConfig,
+    processor,
+    options: ConversionOptions,
+    *,
+    verify: Callable[[], float],
+    tokenizer_added: Mapping[str, str] = (),
+) -> ConversionReport:
+    """After the shards: config (+ code), generation config, processor and tokenizer, verify, model card, push."""
+    out = report.output_dir
+    save_config_and_code(config, out)
+    save_generation_config(source.directory, out, config, processor.tokenizer.pad_token_id)
+    processor.save_pretrained(out, export_code=True)
+    report.tokenizer_settings = tokenizer_settings(processor.tokenizer)
+    report.tokenizer_settings_added = dict(tokenizer_added)
+    if options.verify:
+        report.verify_max_abs_diff = verify()
+    if options.model_card:
+        from .modelcard import write_model_card
+
+        write_model_card(
+            out,
+            source=report.layout,
+            base_model=options.base_model or hub_repo_id(source.name),
+            license=options.license,
+            report=report,
+            model_id=options.push_to_hub_repo,
+        )
+    report.seconds = time.perf_counter() - source.start
+    if options.push_to_hub_repo:
+        report.pushed_to = push_to_hub(out, options.push_to_hub_repo, token=options.token, private=options.private)
+    return report
 
 
 def detect_layout(config_dict: Mapping[str, Any]) -> str:
@@ -688,6 +895,7 @@ __all__ = [
     "BIN_INDEX",
     "CheckpointMismatchError",
     "ConversionError",
+    "ConversionOptions",
     "ConversionPlan",
     "ConversionReport",
     "DEFAULT_MAX_SHARD_SIZE",
@@ -696,13 +904,19 @@ __all__ = [
     "LAYOUTS",
     "SAFE_INDEX",
     "ShardStats",
+    "SourceCheckpoint",
+    "TOKENIZER_SETTINGS",
+    "build_processor",
     "detect_layout",
     "expected_state_shapes",
     "extend_rows",
     "find_weight_files",
+    "finish_conversion",
     "hub_repo_id",
+    "load_tokenizer",
     "load_shard",
     "make_key_mapper",
+    "open_source",
     "parse_dtype",
     "parse_size",
     "plan_conversion",
@@ -712,5 +926,7 @@ __all__ = [
     "read_shard_shapes",
     "resolve_source",
     "save_config_and_code",
+    "save_generation_config",
+    "tokenizer_settings",
     "write_shards",
 ]

@@ -11,8 +11,10 @@ Used by the converters, by training code (`write_model_card(out_dir, source="tra
 - `base_model` (the source repo; pass it when converting a local copy) + `base_model_relation`: the Hub accepts
   the relations adapter / merge / quantized / finetune. A format conversion is none of them, so converted cards set
   `base_model` only and say so in the text; trained cards with a base model use `finetune`.
-- `license: llama2` whenever the weights derive from Vicuna-7B v1.5 (a Llama 2 fine-tune), whatever the code's
-  licence (Apache-2.0).
+- `license: llama2` when the base model's name says the weights derive from Vicuna / Llama (the Video-LLaVA
+  releases derive from Vicuna-7B v1.5, a Llama 2 fine-tune), whatever the code's licence (Apache-2.0); `other` with
+  a note when nothing is known about the source (pass `license=` / `--license`), `apache-2.0` for a model trained
+  from scratch. The card names the language model from the checkpoint's config, not from an assumption.
 """
 
 from __future__ import annotations
@@ -61,11 +63,26 @@ CITATION = """@article{lin2023video,
 }"""
 
 
-def _is_vicuna_derived(source: str, base_model: str | list[str] | None) -> bool:
-    if source in ("original", "transformers"):
+# Repos whose weights are known to derive from Vicuna-7B v1.5 (a Llama 2 fine-tune): the releases themselves.
+KNOWN_VICUNA_REPOS = (ORIGINAL_REPO.lower(), TRANSFORMERS_REPO.lower())
+
+
+def _base_names(base_model: str | list[str] | None) -> list[str]:
+    return [base_model] if isinstance(base_model, str) else list(base_model or [])
+
+
+def _is_vicuna_derived(source: str, base_model: str | list[str] | None) -> bool | None:
+    """True when the base model's name says Vicuna / Llama (2) / Video-LLaVA, False for a model trained from
+    scratch, None when nothing is known (a converted local folder with no `base_model`)."""
+    names = _base_names(base_model)
+    if any(k in n.lower() for n in names for k in ("video-llava", "vicuna", "llama")):
         return True
-    names = [base_model] if isinstance(base_model, str) else list(base_model or [])
-    return any(k in n.lower() for n in names for k in ("video-llava", "vicuna", "llama"))
+    return None if source in ("original", "transformers") else False
+
+
+def _default_license(source: str, base_model: str | list[str] | None) -> str:
+    derived = _is_vicuna_derived(source, base_model)
+    return "llama2" if derived else ("other" if derived is None else "apache-2.0")
 
 
 def build_card_data(
@@ -97,7 +114,7 @@ def build_card_data(
     return ModelCardData(
         library_name="transformers",
         pipeline_tag="video-text-to-text",
-        license=license or ("llama2" if _is_vicuna_derived(source, base_model) else "apache-2.0"),
+        license=license or _default_license(source, base_model),
         base_model=base_model or None,
         datasets=list(datasets) if datasets else None,
         language=["en"],
@@ -186,15 +203,17 @@ def _architecture_section(config: Mapping[str, Any] | None) -> str:
     )
 
 
-def _provenance_section(source: str, base_model: str | list[str] | None, report: Any | None) -> str:
+def _provenance_section(
+    source: str, base_model: str | list[str] | None, report: Any | None, config: Mapping[str, Any] | None
+) -> str:
     if source == "trained":
         base = f"starting from `{base_model}`" if base_model else "from scratch"
         return f"## Training\n\nTrained with `videollava-hf` {base}.\n"
+    names = _base_names(base_model) or ([report.source] if report is not None and report.source else [])
+    named = "".join(f", `{n}`" for n in names)
     origin = {
-        "original": "a checkpoint in the original Video-LLaVA layout (LLaVA-style `.bin` shards)"
-        + (f", `{base_model}`" if base_model else ""),
-        "transformers": "a checkpoint in the layout of Transformers' built-in port"
-        + (f", `{base_model}`" if base_model else ""),
+        "original": "a checkpoint in the original Video-LLaVA layout (LLaVA-style `.bin` shards)" + named,
+        "transformers": "a checkpoint in the layout of Transformers' built-in port" + named,
     }[source]
     lines = [
         "## How this checkpoint was made",
@@ -205,10 +224,13 @@ def _provenance_section(source: str, base_model: str | list[str] | None, report:
     ]
     if source == "original":
         size = f" ({report.source_vocab_size} tokens)" if report is not None else ""
+        temporal = (config or {}).get("video_temporal_attention", True)
         lines += [
             "",
             f"The original vocabulary{size} gains `<image>`, `<video>` and `<pad>`; their embedding and LM-head rows",
-            "are the mean of the existing rows. The video tower keeps LanguageBind's temporal attention.",
+            "are the mean of the existing rows. "
+            + ("The video tower keeps LanguageBind's temporal attention." if temporal
+               else "The source has no temporal attention in the video tower, so neither has this checkpoint."),
         ]
     else:
         lines += [
@@ -222,12 +244,30 @@ def _provenance_section(source: str, base_model: str | list[str] | None, report:
         lines += ["", f"- tensors: {report.num_tensors}; dtype: {report.dtype}; {vocab}"]
         if getattr(report, "added_tokens", None):
             lines.append("- added tokens: " + ", ".join(f"`{t}`={i}" for t, i in report.added_tokens.items()))
+        if getattr(report, "tokenizer_settings", None):
+            kept = ", ".join(f"`{k}={v!r}`" for k, v in report.tokenizer_settings.items()
+                             if k not in report.tokenizer_settings_added and not k.endswith("_token"))
+            lines.append(f"- tokenizer settings kept from the source: {kept or 'none stated'}")
+        for key, why in (getattr(report, "tokenizer_settings_added", None) or {}).items():
+            lines.append(f"- tokenizer setting added: `{key}={report.tokenizer_settings[key]!r}` ({why})")
         if ignored:
             lines.append(f"- dropped source keys ({len(report.ignored)}): " + "; ".join(ignored))
         if report.verify_max_abs_diff is not None:
             diff = report.verify_max_abs_diff
             lines.append(f"- logit parity with the reference forward on a random input: max |diff| = {diff:.2e}")
     return "\n".join(lines) + "\n"
+
+
+def _language_model(source: str, base_model: str | list[str] | None, config: Mapping[str, Any] | None) -> str:
+    """The language model as the card names it: Vicuna-7B v1.5 for the releases, else what the config says."""
+    if any(n.lower() in KNOWN_VICUNA_REPOS for n in _base_names(base_model)):
+        return "a Vicuna-7B v1.5 language model"
+    text = (config or {}).get("text_config") or {}
+    if not text:
+        return "a causal language model"
+    layers = f", {text['num_hidden_layers']} layers" if "num_hidden_layers" in text else ""
+    hidden = f", hidden size {text['hidden_size']}" if "hidden_size" in text else ""
+    return f"a {text.get('model_type', 'llama').capitalize()} language model{layers}{hidden}"
 
 
 def build_model_card(
@@ -261,22 +301,27 @@ def build_model_card(
         names = [base_model] if isinstance(base_model, str) else list(base_model or [])
         include_paper_results = source == "original" and ORIGINAL_REPO.lower() in (n.lower() for n in names)
     title = model_id or "Video-LLaVA (videollava-hf format)"
-    language_model = "a Vicuna-7B v1.5 language model" if source != "trained" else "a causal language model"
     summary = description or (
         "Video-LLaVA answers questions about videos and images: LanguageBind-style image and video encoders, one "
-        f"shared MLP projector and {language_model}, stored in the format of `videollava-hf` (Video-LLaVA on the "
-        "Hugging Face stack)."
+        f"shared MLP projector and {_language_model(source, base_model, config)}, stored in the format of "
+        "`videollava-hf` (Video-LLaVA on the Hugging Face stack)."
     )
-    licence = (
-        "The weights derive from Vicuna-7B v1.5, a fine-tune of Llama 2, and are subject to the "
-        "[Llama 2 Community License](https://ai.meta.com/llama/license/); the Video-LLaVA code is Apache-2.0."
-        if data.license == "llama2"
-        else f"License: {data.license}."
-    )
+    if data.license == "llama2":
+        licence = (
+            "The weights derive from Vicuna / Llama 2 and are subject to the "
+            "[Llama 2 Community License](https://ai.meta.com/llama/license/); the Video-LLaVA code is Apache-2.0."
+        )
+    elif data.license == "other":
+        licence = (
+            "The licence of the source checkpoint applies; this card was written without knowing it (convert with "
+            "`--license` / `license=` to state it)."
+        )
+    else:
+        licence = f"License: {data.license}."
     sections = [
         f"# {title}\n\n{summary}\n\nPaper: [Video-LLaVA: Learning United Visual Representation by Alignment Before "
         f"Projection]({PAPER_URL}). Original code: {CODE_URL}.\n",
-        _provenance_section(source, base_model, report),
+        _provenance_section(source, base_model, report, config),
         _architecture_section(config),
         _results_section() if include_paper_results else "",
         "## Usage\n\n" + usage_snippet(model_id or "path/to/this/checkpoint") + "\n",

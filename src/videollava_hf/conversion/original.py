@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,25 +26,24 @@ import torch.nn.functional as F
 
 from ..models.videollava.configuration_videollava import LANGUAGEBIND_VISION_DEFAULTS, VideoLlavaConfig
 from .common import (
-    DEFAULT_MAX_SHARD_SIZE,
     ConversionError,
+    ConversionOptions,
     ConversionReport,
     IgnoreRule,
     KeyRule,
+    build_processor,
     expected_state_shapes,
     extend_rows,
     find_weight_files,
-    hub_repo_id,
+    finish_conversion,
     load_shard,
+    load_tokenizer,
     make_key_mapper,
+    open_source,
     parse_dtype,
     plan_conversion,
     prepare_output_dir,
-    push_to_hub,
-    read_config_dict,
     read_shard_shapes,
-    resolve_source,
-    save_config_and_code,
     write_shards,
 )
 
@@ -311,7 +309,6 @@ def extend_tokenizer(tokenizer, source_rows: int) -> dict[str, int]:
     _require(
         all(i is not None and i != unk for i in ids.values()), f"Adding {ADDED_TOKENS} to the tokenizer failed: {ids}."
     )
-    tokenizer.padding_side = "left"  # batched generation, the package's default
     return ids
 
 
@@ -492,65 +489,18 @@ def original_reference_logits(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _load_tokenizer(location: str | Path):
-    import warnings
-
-    from transformers import AutoTokenizer
-
-    try:
-        with warnings.catch_warnings():
-            # AutoTokenizer also parses the original config.json (model_type "llava"), whose 4.31-era `rope_scaling`
-            # field Transformers 5 flags as deprecated; the converter translates that field itself.
-            warnings.filterwarnings("ignore", message=".*rope_scaling.*", category=FutureWarning)
-            return AutoTokenizer.from_pretrained(str(location))
-    except (OSError, ValueError) as err:
-        raise ConversionError(
-            f"Could not load a tokenizer from {location}: {err}. Pass the directory of the Vicuna tokenizer saved with "
-            "the checkpoint (`tokenizer=` / --tokenizer)."
-        ) from err
-
-
 def _prepare_tokenizer(location: str | Path, source_rows: int):
-    """(tokenizer with the added tokens, their ids, how many leading rows belong to the tokenizer's own tokens).
+    """(tokenizer with the added tokens, their ids, how many leading rows belong to the tokenizer's own tokens,
+    the tokenizer settings added with the reason).
 
-    The last number is where the mean for the new rows is taken: the original tokens, not padding rows and not
+    The third number is where the mean for the new rows is taken: the original tokens, not padding rows and not
     placeholder tokens a tokenizer may already list beyond the table."""
-    tokenizer = _load_tokenizer(location)
+    tokenizer, settings_added = load_tokenizer(
+        location,
+        hint="Pass the directory of the Vicuna tokenizer saved with the checkpoint (`tokenizer=` / --tokenizer).",
+    )
     base_tokens = min(len(tokenizer), source_rows)
-    return tokenizer, extend_tokenizer(tokenizer, source_rows), base_tokens
-
-
-def _build_processor(config: VideoLlavaConfig, tokenizer, original: Mapping[str, Any]):
-    from ..models.videollava.image_processing_videollava import VideoLlavaHfImageProcessor
-    from ..models.videollava.processing_videollava import VideoLlavaHfProcessor
-    from ..models.videollava.video_processing_videollava import VideoLlavaHfVideoProcessor
-
-    side = config.vision_config.image_size
-    image_processor = VideoLlavaHfImageProcessor(
-        size=side,
-        crop_size=side,
-        resample_mode="original",
-        do_pad_to_square=original.get("image_aspect_ratio") == "pad",
-    )
-    video_processor = VideoLlavaHfVideoProcessor(
-        num_frames=config.num_frames, size=side, crop_size=side, resample_mode="original"
-    )
-    return VideoLlavaHfProcessor.from_model_config(
-        config, tokenizer, image_processor=image_processor, video_processor=video_processor
-    )
-
-
-def _save_generation_config(source_dir: Path, out_dir: Path, config: VideoLlavaConfig) -> None:
-    from transformers import GenerationConfig
-
-    if (source_dir / "generation_config.json").is_file():
-        generation = GenerationConfig.from_pretrained(str(source_dir))
-    else:
-        generation = GenerationConfig(
-            bos_token_id=config.text_config.bos_token_id, eos_token_id=config.text_config.eos_token_id
-        )
-    generation.pad_token_id = config.text_config.pad_token_id
-    generation.save_pretrained(out_dir)
+    return tokenizer, extend_tokenizer(tokenizer, source_rows), base_tokens, settings_added
 
 
 def convert_original_checkpoint(
@@ -563,21 +513,8 @@ def convert_original_checkpoint(
     vision_config: Mapping[str, Any] | None = None,
     num_frames: int | None = None,
     temporal_attention: bool | None = None,
-    dtype: str | torch.dtype | None = None,
     pad_vocab_to_multiple_of: int | None = None,
-    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
-    verify: bool = False,
-    verify_dtype: str | torch.dtype = "float32",
-    push_to_hub_repo: str | None = None,
-    private: bool = False,
-    token: str | None = None,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    base_model: str | None = None,
-    model_card: bool = True,
-    overwrite: bool = False,
-    progress: bool = True,
-    source_name: str | None = None,
+    **options: Any,
 ) -> ConversionReport:
     """Convert an original Video-LLaVA checkpoint (directory or Hub id) to `output_dir`. See docs/conversion.md.
 
@@ -587,20 +524,21 @@ def convert_original_checkpoint(
             config.json is read (shapes, hidden_act, num_frames, add_time_attn). Without them the documented
             ViT-L/14 defaults apply; `vision_config` overrides single fields either way.
         num_frames / temporal_attention: video tower settings (default: the video tower config, else 8 / True).
-        dtype: output dtype (default: keep the checkpoint's). pad_vocab_to_multiple_of: round the vocabulary up.
-        verify: load the result with `VideoLlavaForConditionalGeneration.from_pretrained` and compare its logits with
-            `original_reference_logits` on a random prompt (an image and a video); sets `verify_max_abs_diff`.
-        push_to_hub_repo: upload the output folder to this Hub repo afterwards.
+        pad_vocab_to_multiple_of: round the vocabulary up.
+        options: the output options of `ConversionOptions` (dtype, max_shard_size, verify, push_to_hub_repo, ...).
+            `verify` loads the result with `VideoLlavaForConditionalGeneration.from_pretrained` and compares its
+            logits with `original_reference_logits` on a random prompt (an image and a video).
     """
-    start = time.perf_counter()
-    name = source_name or str(source)
-    src = resolve_source(source, revision=revision, token=token, cache_dir=cache_dir)
-    original = read_config_dict(src)
+    opts, unknown = ConversionOptions.split(options)
+    if unknown:
+        raise TypeError(f"convert_original_checkpoint() got unexpected keyword argument(s) {sorted(unknown)}.")
+    src = open_source(source, opts)
+    name, original = src.name, src.config
     if original.get("model_type") == "video_llava":
         raise ConversionError(
             f"{name} is in Transformers' built-in layout; use convert_transformers_checkpoint (--layout transformers)."
         )
-    files = find_weight_files(src)
+    files = find_weight_files(src.directory)
     shard_shapes = {f: read_shard_shapes(f) for f in files}
     embed_shapes = [s["model.embed_tokens.weight"] for s in shard_shapes.values() if "model.embed_tokens.weight" in s]
     _require(
@@ -617,7 +555,7 @@ def convert_original_checkpoint(
         if temporal_attention is not None
         else (tower_temporal if tower_temporal is not None else True)
     )
-    tok, token_ids, base_tokens = _prepare_tokenizer(tokenizer or src, source_rows)
+    tok, token_ids, base_tokens, settings_added = _prepare_tokenizer(tokenizer or src.directory, source_rows)
     added_ids = sorted(i for i in token_ids.values() if i >= base_tokens)
     vocab = target_vocab_size(source_rows, len(tok), pad_vocab_to_multiple_of)
     config = config_from_original(
@@ -638,8 +576,8 @@ def convert_original_checkpoint(
             "(--image-tower/--video-tower), vision_config overrides (--vision-config) or num_frames (--num-frames)"
         ),
     )
-    out = prepare_output_dir(output_dir, overwrite)
-    out_dtype = parse_dtype(dtype)
+    out = prepare_output_dir(output_dir, opts.overwrite)
+    out_dtype = parse_dtype(opts.dtype)
 
     def transform(key: str, tensor: torch.Tensor) -> torch.Tensor:
         if key not in (EMBED_KEY, LM_HEAD_KEY):
@@ -648,14 +586,10 @@ def convert_original_checkpoint(
         return extend_rows(tensor, vocab, fill_ids=added_ids, mean_rows=base_tokens)
 
     stats = write_shards(
-        plan, out, transform=transform, dtype=out_dtype, max_shard_size=max_shard_size, progress=progress
+        plan, out, transform=transform, dtype=out_dtype, max_shard_size=opts.max_shard_size, progress=opts.progress
     )
     saved_dtype = out_dtype or stats.source_dtype or torch.float32
     config.dtype = saved_dtype  # from_pretrained(dtype="auto") then keeps the weights' precision
-    save_config_and_code(config, out)
-    _save_generation_config(src, out, config)
-    _build_processor(config, tok, original).save_pretrained(out, export_code=True)
-
     report = ConversionReport(
         layout="original",
         source=name,
@@ -671,20 +605,15 @@ def convert_original_checkpoint(
         vocab_size=vocab,
         dtype=str(saved_dtype).replace("torch.", ""),
     )
-    if verify:
-        report.verify_max_abs_diff = verify_original_conversion(
-            files, out, original, vision, frames, dtype=parse_dtype(verify_dtype) or torch.float32
-        )
-    if model_card:
-        from .modelcard import write_model_card
-
-        write_model_card(
-            out, source="original", base_model=base_model or hub_repo_id(name), report=report, model_id=push_to_hub_repo
-        )
-    report.seconds = time.perf_counter() - start
-    if push_to_hub_repo:
-        report.pushed_to = push_to_hub(out, push_to_hub_repo, token=token, private=private)
-    return report
+    processor = build_processor(
+        config, tok, resample_mode="original", do_pad_to_square=original.get("image_aspect_ratio") == "pad"
+    )
+    verify_dtype = parse_dtype(opts.verify_dtype) or torch.float32
+    return finish_conversion(
+        report, src, config, processor, opts,
+        verify=lambda: verify_original_conversion(files, out, original, vision, frames, dtype=verify_dtype),
+        tokenizer_added=settings_added,
+    )
 
 
 def _random_prompt(

@@ -1,4 +1,5 @@
-"""Build a small byte-level BPE tokenizer with Video-LLaVA's special tokens (for tests and the demo model).
+"""Build small tokenizers for tests and the demo model: a byte-level BPE one with Video-LLaVA's special tokens, and a
+Llama-style SentencePiece model (`build_sentencepiece_model`, needs the `sentencepiece` package of the [test] extra).
 
 Real checkpoints use Vicuna's Llama tokenizer with `<image>`, `<video>` and `<pad>` added (ids 32000-32002); this
 builder gives the same structure at toy scale: `<unk>`=0, `<s>`=1, `</s>`=2 like Llama, then `<pad>`, `<image>`,
@@ -48,4 +49,23 @@ def build_bpe_tokenizer(
     return wrapped
 
 
-__all__ = ["build_bpe_tokenizer", "SPECIAL_TOKENS"]
+def build_sentencepiece_model(corpus: Iterable[str], vocab_size: int = 400) -> bytes:
+    """Train a SentencePiece BPE model shaped like Llama's / Vicuna's (unk, bos, eos = 0, 1, 2; byte fallback; dummy
+    prefix `▁`; no normalisation) and return its serialised proto, the content of a `tokenizer.model` file.
+
+    Characters absent from `corpus` (e.g. "\n") fall back to byte pieces such as `<0x0A>`, as in Vicuna's."""
+    import io
+
+    import sentencepiece
+
+    proto = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(corpus)), model_writer=proto, vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, add_dummy_prefix=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0, hard_vocab_limit=False,
+        minloglevel=2, num_threads=1,
+    )
+    return proto.getvalue()
+
+
+__all__ = ["build_bpe_tokenizer", "build_sentencepiece_model", "SPECIAL_TOKENS"]

@@ -27,4 +27,8 @@ def resolve_cache(cache, past_key_values):
 # every 5.x release but not re-exported at the top level. Keep while remote-code export is offered.
 from transformers.dynamic_module_utils import custom_object_save  # noqa: E402
 
-__all__ = ["CACHE_NAME", "custom_object_save", "resolve_cache"]
+# The raw tokenizer_config.json of a local directory or Hub repo (the converters read which settings the source
+# states). Public in every 5.x release, not re-exported at the top level. Keep while the converters need it.
+from transformers.models.auto.tokenization_auto import get_tokenizer_config  # noqa: E402
+
+__all__ = ["CACHE_NAME", "custom_object_save", "get_tokenizer_config", "resolve_cache"]

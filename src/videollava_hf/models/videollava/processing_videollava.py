@@ -514,7 +514,11 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         parts = ((type(self), "AutoProcessor"), (type(self.image_processor), "AutoImageProcessor"),
                  (type(self.video_processor), "AutoVideoProcessor"))
         with auto_classes(*parts, restore=(self, self.image_processor, self.video_processor, self.tokenizer)):
-            return super().save_pretrained(save_directory, *args, **kwargs)
+            saved = super().save_pretrained(save_directory, *args, **kwargs)
+        # Transformers also wrote the processor's `auto_map` into tokenizer_config.json; the tokenizer is a standard
+        # class and needs no remote code, so save it again without one (plain `AutoTokenizer` reads it as usual).
+        self.tokenizer.save_pretrained(save_directory)
+        return saved
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, config=None, **kwargs):
