@@ -27,7 +27,6 @@ from transformers import AutoTokenizer, LlamaTokenizer
 
 from videollava_hf.testing.tokenizers import build_sentencepiece_model
 
-pytest.importorskip("sentencepiece", reason="the [test] extra installs sentencepiece")
 
 CORPUS = [
     "A chat between a curious human and an artificial intelligence assistant.",

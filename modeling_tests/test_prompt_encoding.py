@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sentencepiece as spm  # the [test] extra installs it
 import torch
 
 from videollava_hf.models.videollava.processing_videollava import SYSTEM_PROMPT
 from videollava_hf.testing.tiny import tiny_config, tiny_processor, tiny_tokenizer
 from videollava_hf.testing.tokenizers import build_sentencepiece_model
 
-spm = pytest.importorskip("sentencepiece", reason="the [test] extra installs sentencepiece")
 
 FRAMES = 8
 TOKENS_PER_FRAME = 17  # tiny towers: 16 patches + CLS (videos keep CLS)

@@ -744,27 +744,33 @@ def load_tokenizer(location: str | Path, *, hint: str = ""):
     `legacy`, so the converted tokenizer encodes text after a special token as the original did. `legacy` is
     written to tokenizer_config.json either way (Transformers 5 does not save it by itself, and reads a missing
     value as false)."""
-    from transformers import AutoTokenizer
+    import transformers
 
     from ..models.videollava._compat import get_tokenizer_config
 
-    def load(**extra):
+    def load(loader, **extra):
         with warnings.catch_warnings():
             # AutoTokenizer also parses an original config.json (model_type "llava"), whose 4.31-era `rope_scaling`
             # field Transformers 5 flags as deprecated; the converter translates that field itself.
             warnings.filterwarnings("ignore", message=".*rope_scaling.*", category=FutureWarning)
-            return AutoTokenizer.from_pretrained(str(location), **extra)
+            return loader.from_pretrained(str(location), **extra)
 
     try:
         stated = get_tokenizer_config(str(location))
         sentencepiece = _has_file(location, "tokenizer.model")
+        # A SentencePiece source loads with the class its tokenizer_config.json names (Vicuna's: LlamaTokenizer),
+        # as the original did. AutoTokenizer would pick the generic TokenizersBackend for an original config.json
+        # (model_type "llava"), which in Transformers 5.23 drops the dummy prefix at the start of every text.
+        named = getattr(transformers, str(stated.get("tokenizer_class") or ""), None) if sentencepiece else None
+        loader = named if isinstance(named, type) and issubclass(named, transformers.PreTrainedTokenizerBase) \
+            else transformers.AutoTokenizer
         added: dict[str, str] = {}
         extra: dict[str, Any] = {}
         if sentencepiece:
             extra["legacy"] = stated.get("legacy", True)
             if "legacy" not in stated:
                 added["legacy"] = _LEGACY_WHY
-        tokenizer = load(**extra)
+        tokenizer = load(loader, **extra)
     except (OSError, ValueError) as err:
         raise ConversionError(f"Could not load a tokenizer from {location}: {err}.{' ' + hint if hint else ''}") from err
     if sentencepiece:

@@ -19,6 +19,7 @@ See docs/architecture.md ("Prompt encoding") for what the difference does to ans
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
@@ -390,8 +391,9 @@ class VideoLlavaHfProcessor(ProcessorMixin):
 
     def _encode_original(self, texts, runs, *, padding, truncation, max_length, padding_side, add_special_tokens,
                          **kwargs):
-        """The original's `tokenizer_image_token`, with each marker expanded to its feature run: split at the
-        placeholders, tokenize every chunk separately, keep the BOS of the first chunk only."""
+        """The original's `tokenizer_image_token`, each marker expanded to its feature run: split at the
+        placeholders, tokenize every chunk separately (one batched tokenizer call), keep the first chunk's BOS only;
+        then truncate and pad as the tokenizer would."""
         unknown = sorted(set(kwargs) - set(_ORIGINAL_TOKENIZER_KWARGS))
         if unknown:
             raise ValueError(
@@ -400,52 +402,50 @@ class VideoLlavaHfProcessor(ProcessorMixin):
                 "Pass prompt_encoding='transformers' to tokenize the expanded prompt in one tokenizer call."
             )
         offsets = bool(kwargs.get("return_offsets_mapping"))
-        pattern = self._placeholder_pattern()
-        parts = [pattern.split(t) for t in texts]  # [chunk, placeholder, chunk, ..., chunk] per text
-        chunks = [chunk for p in parts for chunk in p[0::2]]
-        # One tokenizer call for every chunk of the batch.
-        enc = self.tokenizer(chunks, add_special_tokens=add_special_tokens, return_offsets_mapping=offsets)
-        chunk_ids = iter(enc["input_ids"])
-        chunk_offsets = iter(enc["offset_mapping"]) if offsets else None
-        bos = self.tokenizer.bos_token_id
-        all_ids, all_offsets = [], []
-        for p in parts:
-            ids: list[int] = []
-            spans: list[tuple[int, int]] = []
-            pos = 0  # characters of the expanded prompt so far
-            for i, chunk in enumerate(p[0::2]):
-                if i > 0:  # the placeholder before this chunk, as its run of feature tokens
-                    token_id, count = runs[p[2 * i - 1]]
-                    width = len(p[2 * i - 1])
-                    ids += [token_id] * count
-                    spans += [(pos + j * width, pos + (j + 1) * width) for j in range(count)]
-                    pos += width * count
-                piece = next(chunk_ids)
-                piece_spans = next(chunk_offsets) if offsets else [(0, 0)] * len(piece)
-                # Later chunks lose the BOS their own tokenization added (the original drops it too).
-                skip = 1 if i > 0 and bos is not None and piece[:1] == [bos] and add_special_tokens else 0
-                ids += piece[skip:]
-                spans += [(a + pos, b + pos) if b > a else (a, b) for a, b in piece_spans[skip:]]
-                pos += len(chunk)
-            all_ids.append(ids)
-            all_offsets.append(spans)
+        parts = [self._placeholder_pattern().split(t) for t in texts]  # [chunk, placeholder, ..., chunk] per text
+        enc = self.tokenizer([c for p in parts for c in p[0::2]], add_special_tokens=add_special_tokens,
+                             return_offsets_mapping=offsets)
+        pieces = iter(zip(enc["input_ids"], enc["offset_mapping"] if offsets else itertools.repeat(None)))
+        encoded = [self._assemble(p, pieces, runs, add_special_tokens) for p in parts]
         if truncation not in (None, False, "do_not_truncate"):
             limit = max_length if max_length is not None else self.tokenizer.model_max_length
             keep = slice(None, limit) if self.tokenizer.truncation_side == "right" else slice(-limit, None)
-            all_ids, all_offsets = [x[keep] for x in all_ids], [x[keep] for x in all_offsets]
+            encoded = [(ids[keep], spans[keep]) for ids, spans in encoded]
         encoding = self.tokenizer.pad(
-            {"input_ids": all_ids}, padding=padding, max_length=max_length, padding_side=padding_side,
-            pad_to_multiple_of=kwargs.get("pad_to_multiple_of"),
+            {"input_ids": [ids for ids, _ in encoded]}, padding=padding, max_length=max_length,
+            padding_side=padding_side, pad_to_multiple_of=kwargs.get("pad_to_multiple_of"),
             return_attention_mask=kwargs.get("return_attention_mask"), verbose=kwargs.get("verbose", True),
         )
         if offsets:  # padding tokens span no characters, as in the tokenizer's own output
-            side = padding_side or self.tokenizer.padding_side
-            padded = []
-            for spans, ids in zip(all_offsets, encoding["input_ids"]):
-                fill = [(0, 0)] * (len(ids) - len(spans))
-                padded.append(fill + spans if side == "left" else spans + fill)
-            encoding["offset_mapping"] = padded
+            left = (padding_side or self.tokenizer.padding_side) == "left"
+            encoding["offset_mapping"] = [
+                [(0, 0)] * (len(ids) - len(spans)) + spans if left else spans + [(0, 0)] * (len(ids) - len(spans))
+                for (_, spans), ids in zip(encoded, encoding["input_ids"])
+            ]
         return encoding
+
+    def _assemble(self, parts: list[str], pieces, runs, add_special_tokens: bool):
+        """One text's (ids, character spans in the expanded text) from its tokenized chunks (`pieces`: an iterator
+        of (ids, offsets or None) per chunk, in order) and the placeholders between them."""
+        bos = self.tokenizer.bos_token_id
+        ids: list[int] = []
+        spans: list[tuple[int, int]] = []
+        pos = 0  # characters of the expanded prompt so far
+        for i, chunk in enumerate(parts[0::2]):
+            if i > 0:  # the placeholder before this chunk, as the run of its feature tokens
+                placeholder = parts[2 * i - 1]
+                token_id, count = runs[placeholder]
+                ids += [token_id] * count
+                spans += [(pos + j * len(placeholder), pos + (j + 1) * len(placeholder)) for j in range(count)]
+                pos += len(placeholder) * count
+            piece, piece_spans = next(pieces)
+            # Chunks after the first lose the BOS their own tokenization added, as in the original.
+            skip = 1 if i > 0 and add_special_tokens and bos is not None and piece[:1] == [bos] else 0
+            ids += piece[skip:]
+            piece_spans = piece_spans if piece_spans is not None else [(0, 0)] * len(piece)
+            spans += [(a + pos, b + pos) if b > a else (a, b) for a, b in piece_spans[skip:]]
+            pos += len(chunk)
+        return ids, spans
 
     def insert_timestamps(self, texts: list[str], metadata: list) -> list[str]:
         """After the i-th `<video>` (across the batch), describe when its frames were taken."""
