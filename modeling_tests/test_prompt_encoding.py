@@ -312,3 +312,17 @@ def test_training_collator_uses_the_original_encoding(sp_model_dir):
     assert batch["input_ids"][0].tolist() == want
     labels = batch["labels"][0]
     assert tok.decode(labels[labels != -100]).replace(" ", "") == "Itmoves.</s>Threeshapes.</s>"
+
+
+def test_apply_chat_template_tokenized_gives_the_original_ids(setup):
+    """Transformers' apply_chat_template(tokenize=True) goes through the same encoding."""
+    from PIL import Image
+
+    processor, encode, _ = setup
+    messages, system, _, _ = CASES["image"]
+    image = Image.fromarray(np.full((32, 32, 3), 90, dtype=np.uint8))
+    content = [{"type": "image", "image": image}, *messages[0]["content"][1:]]
+    out = processor.apply_chat_template([{"role": "user", "content": content}], tokenize=True, return_dict=True,
+                                        add_generation_prompt=True, return_tensors="pt")
+    assert out["input_ids"][0].tolist() == expected(processor, encode, "image")
+    assert out["pixel_values"].shape[0] == 1
