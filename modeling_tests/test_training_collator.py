@@ -308,6 +308,29 @@ def test_broken_media_in_collator_named_or_skipped(tmp_path, parts):
     assert collate.stats["bad_media_skipped"] == 2 and sorted(s.id for s in collate.skipped) == ["bi", "bv"]
 
 
+def test_skip_bad_samples_refills_the_batch(tmp_path, parts):
+    """Batch size 1 with a bad sample used to fail ("Every sample of this batch was dropped"); now the collator
+    draws a replacement from the training rows, the same one on every run."""
+    _, _, processor = parts
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    bad = normalize_record({"id": "bv", "video": str(tmp_path / "broken.mp4"), "conversations": turns("Q", "A")})
+    goods = [{"id": f"g{i}", "conversations": turns("Hi", word)} for i, word in enumerate(("yes", "no", "left"))]
+    collate = VideoLlavaDataCollator(processor, skip_bad_samples=True)
+    collate.refill_from = [bad, *goods]
+    batch = collate([bad])
+    assert batch["input_ids"].shape[0] == 1 and collate.stats["refilled"] == 1
+    assert collate.stats["bad_media_skipped"] == 1 and [s.id for s in collate.skipped] == ["bv"]
+    again = VideoLlavaDataCollator(processor, skip_bad_samples=True)
+    again.refill_from = [bad, *goods]
+    assert torch.equal(again([bad])["input_ids"], batch["input_ids"])  # deterministic replacement
+    two = collate([bad, goods[0]])
+    assert two["input_ids"].shape[0] == 2  # the batch keeps its size
+    assert collate.without_refill()([bad, goods[0]])["input_ids"].shape[0] == 1  # evaluation batches only skip
+    collate.refill_from = [bad]
+    with pytest.raises(ValueError, match="Every sample of this batch was dropped"):
+        collate([bad])  # nothing good to refill from: still a clear error
+
+
 def test_filter_by_length_drops_or_raises_up_front(tmp_path, parts):
     _, _, processor = parts
     (tmp_path / "v.mp4").write_bytes(b"x")

@@ -88,20 +88,34 @@ def resolve_device_and_dtype(device: str, dtype: str):
     return resolved, torch_dtype
 
 
-def build_pipeline(args: argparse.Namespace):
-    """The video-text-to-text pipeline for `args.model` / `args.device` / `args.dtype`."""
-    from ..models.videollava.modeling_videollava import VideoLlavaForConditionalGeneration
-    from ..models.videollava.pipeline_video_text_to_text import VideoTextToTextPipeline, load_processor
-
-    from transformers.utils import logging as hf_logging
+def model_spec(args: argparse.Namespace, device=None):
+    """What `args.model` / `args.device` / `args.dtype` ask to load, checked (a `ModelSpec`); `device` (e.g. this
+    process's accelerate device) replaces `--device auto`."""
+    from ..inference.engines import ModelSpec
 
     model_id = resolve_model(args.model)
     check_videollava(model_id)
+    resolved, dtype = resolve_device_and_dtype(args.device, args.dtype)
+    if device is not None and args.device == "auto":
+        resolved = device
+    return ModelSpec(model_id, device=str(resolved), dtype=str(dtype).removeprefix("torch."))
+
+
+def load_model(args: argparse.Namespace, device=None):
+    """(model on its device, processor) for `args` (see `model_spec`)."""
+    from transformers.utils import logging as hf_logging
+
+    spec = model_spec(args, device)
     hf_logging.disable_progress_bar()  # a tiny model loads instantly; the bar would only clutter the answer
-    device, dtype = resolve_device_and_dtype(args.device, args.dtype)
-    model = VideoLlavaForConditionalGeneration.from_pretrained(model_id, dtype=dtype).eval()
-    processor = load_processor(model_id, config=model.config)
-    return VideoTextToTextPipeline(model=model, processor=processor, device=device)
+    return spec.load()
+
+
+def build_pipeline(args: argparse.Namespace):
+    """The video-text-to-text pipeline for `args.model` / `args.device` / `args.dtype`."""
+    from ..models.videollava.pipeline_video_text_to_text import VideoTextToTextPipeline
+
+    model, processor = load_model(args)
+    return VideoTextToTextPipeline(model=model, processor=processor, device=model.device)
 
 
 # --- media -------------------------------------------------------------------------------------------------------
@@ -236,6 +250,30 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the batch commands (describe, eval): where decoding and the model run."""
+    parser.add_argument("--num-workers", type=_non_negative_int, default=0,
+                        help="Processes that read and preprocess media while the model generates (default 0: all "
+                             "in this process). Rows are the same for any N.")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local (this machine; several with `accelerate launch -m videollava_hf.cli ...`) or "
+                             "ray (a Ray Data pipeline: decoding as CPU tasks, the model in actors; needs "
+                             "videollava-hf[ray]).")
+    parser.add_argument("--ray-address", default=None,
+                        help="With --engine ray: the cluster to join (e.g. ray://head:10001 or auto); default: "
+                             "start a local Ray.")
+    parser.add_argument("--ray-actors", type=int, default=1,
+                        help="With --engine ray: model replicas (actors), each holding the model once and a GPU "
+                             "when --device is cuda (default 1).")
+
+
 def run_command(function, args: argparse.Namespace) -> int:
     """Call `function(args)`, turning user-facing errors into a message on stderr and exit status 2.
 
@@ -256,14 +294,17 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SAMPLE",
     "VIDEO_EXTENSIONS",
+    "add_batch_arguments",
     "add_model_arguments",
     "answer",
     "build_pipeline",
     "check_videollava",
     "frame_policy",
+    "load_model",
     "make_streamer",
     "media_item",
     "media_kind",
+    "model_spec",
     "resolve_device_and_dtype",
     "resolve_model",
     "run_command",

@@ -5,17 +5,22 @@ DIR may also be a dataset: a .parquet / .json / .jsonl file or a `save_to_disk` 
 Then `file` is the row's `id` (or the media's file name, or the row number).
 
 Each answer is one JSON line `{"file", "kind", "question", "answer", "model"}` (`file` relative to DIR, with "/"),
-or `{"file", "kind", "question", "error", "model"}` for a file that could not be read. Lines are appended and flushed
-after every batch, so an interrupted run (Ctrl-C, exit status 130) keeps everything answered so far; running the same
-command again skips the (file, question) pairs that already have an answer and does the rest. Files that failed are
-retried.
+or `{"file", "kind", "question", "error", "model"}` for a file that could not be read or answered (any reason: a
+corrupt file, a decompression bomb, ...); the other files go on, and the run ends with a summary and exit status 1
+when any file failed. Lines are appended as whole lines (written, flushed, fsynced) after every batch, so an
+interrupted run (Ctrl-C, exit status 130; or a hard kill) keeps everything answered so far; running the same
+command again cuts a torn last line (and says so), skips the (file, question) pairs that already have an answer and
+does the rest. Files that failed are retried.
+
+Where the work runs: `--num-workers N` decodes and preprocesses in N processes while the model generates;
+`accelerate launch -m videollava_hf.cli describe ...` shards the batches over processes (one part file each,
+merged into --out in input order); `--engine ray` runs the same batches as a Ray Data pipeline. The rows are the
+same in every case.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,14 +29,15 @@ from .common import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     CommandError,
+    add_batch_arguments,
     add_model_arguments,
-    build_pipeline,
-    frame_policy,
-    media_item,
+    load_model,
+    model_spec,
     run_command,
 )
 
 DEFAULT_QUESTIONS = {"video": "Describe this video in detail.", "image": "Describe this image in detail."}
+MAX_ERRORS_SHOWN = 5
 
 
 def list_media(root: Path, recursive: bool) -> list[tuple[str, Path, str]]:
@@ -77,74 +83,57 @@ def dataset_media(root: Path) -> list[tuple[str, object, str, str | None]]:
 
 
 def read_done(out: Path) -> set[tuple[str, str]]:
-    """(file, question) pairs that already have an answer in `out`; unreadable lines are reported and ignored."""
-    done: set[tuple[str, str]] = set()
-    if not out.exists():
-        return done
-    broken = 0
-    with out.open(encoding="utf-8") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                broken += 1  # e.g. a line cut short when the process was killed mid-write
-                continue
-            if isinstance(record, dict) and "answer" in record and "file" in record:
-                done.add((record["file"], record.get("question", "")))
-    if broken:
-        print(f"describe: ignoring {broken} unreadable line(s) in {out}; those files are answered again.",
-              file=sys.stderr)
-    return done
+    """(file, question) pairs that already have an answer in `out` (or in the part files of an interrupted sharded
+    run). The one JSONL policy applies (`utils.jsonl`): a torn last line is ignored, a broken line elsewhere is an
+    error."""
+    from ..inference.engines import read_with_parts
+
+    return {(r["file"], r.get("question", "")) for r in read_with_parts(out)
+            if isinstance(r, dict) and "answer" in r and "file" in r}
 
 
-def start_on_new_line(out: Path, sink) -> None:
-    """If a killed run left a partial last line, end it so the next record starts on its own line."""
-    if out.stat().st_size == 0:
-        return
-    with out.open("rb") as existing:
-        existing.seek(-1, os.SEEK_END)
-        if existing.read(1) != b"\n":
-            sink.write("\n")
+class Runner:
+    """The model, its processor and the generation settings of a describe run."""
+
+    def __init__(self, model, processor, settings):
+        self.model, self.processor, self.settings = model, processor, settings
 
 
-def answer_batch(pipe, jobs: list[tuple], args: argparse.Namespace) -> list[dict]:
-    """Answer `jobs` (rel, path, kind, question) with one batched generate; unreadable files get an error record."""
-    chats = [
-        [{"role": "user", "content": [media_item(path, kind), {"type": "text", "text": question}]}]
-        for _, path, kind, question in jobs
-    ]
-    try:
-        outputs = pipe(
-            text=chats,
-            batch_size=len(chats),
-            max_new_tokens=args.max_new_tokens,
-            add_system_prompt=not args.no_system_prompt,
-            return_full_text=False,
-            generate_kwargs={"do_sample": False},
-            **frame_policy(args),
-        )
-    except (ValueError, OSError) as err:
-        if len(jobs) > 1:
-            # One unreadable file must not cost the whole batch: retry one by one to find it.
-            return [record for job in jobs for record in answer_batch(pipe, [job], args)]
-        return [make_record(jobs[0], args, error=str(err))]
-    return [make_record(job, args, answer=out[0]["generated_text"].strip()) for job, out in zip(jobs, outputs)]
+def settings_for(args: argparse.Namespace):
+    from ..inference.generate import GenerationSettings
+
+    return GenerationSettings(num_frames=args.num_frames, max_new_tokens=args.max_new_tokens,
+                              add_system_prompt=not args.no_system_prompt)
 
 
-def make_record(job: tuple, args: argparse.Namespace, answer: str | None = None, error: str | None = None) -> dict:
+def request_for(job: tuple):
+    from ..inference.generate import Request
+
+    rel, media, kind, question = job
+    return Request(text=question, name=rel, **{kind: str(media) if isinstance(media, Path) else media})
+
+
+def answer_batch(runner: Runner, jobs: list[tuple], args: argparse.Namespace, prepared=None) -> list[dict]:
+    """Answer `jobs` (rel, path, kind, question) with one batched generate (`prepared`: their inputs, when worker
+    processes made them); a file that cannot be read or answered gets an error record, the others an answer."""
+    from ..inference.generate import generate_batch, prepare
+
+    if prepared is None:
+        prepared = [prepare(runner.processor, request_for(job), runner.settings) for job in jobs]
+    results = generate_batch(runner.model, runner.processor, prepared, runner.settings)
+    return [make_record(job, args, result) for job, result in zip(jobs, results)]
+
+
+def make_record(job: tuple, args: argparse.Namespace, result: dict) -> dict:
     rel, _, kind, question = job
     record = {"file": rel, "kind": kind, "question": question}
-    record.update({"answer": answer} if error is None else {"error": error})
+    record.update({"answer": result["prediction"]} if "error" not in result else {"error": result["error"]})
     record["model"] = args.model or "demo"
     return record
 
 
-def describe(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    root, out = Path(args.directory), Path(args.out)
+def _jobs(args: argparse.Namespace, root: Path, out: Path) -> list[tuple[str, object, str, str]]:
+    """(file, media, kind, question) for every item of DIR (a folder or a dataset), checked."""
     from_dataset = is_dataset_source(root)
     if not root.is_dir() and not from_dataset:
         raise CommandError(f"{args.directory}: no such directory (or dataset file: .parquet, .json, .jsonl).")
@@ -163,41 +152,80 @@ def describe(args: argparse.Namespace) -> int:
             f"{args.directory}: no videos or images found{' (searched subfolders too)' if args.recursive else ''}. "
             f"Known extensions: {', '.join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))}."
         )
+    return [(rel, media, kind, args.question or row_questions.get(rel) or DEFAULT_QUESTIONS[kind])
+            for rel, media, kind in files]
+
+
+def describe(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from ..inference.engines import answer_batches, batch_plan, current_shard, merge_parts, part_path
+    from ..utils.jsonl import JsonlWriter, torn_tail
+
+    root, out = Path(args.directory), Path(args.out)
+    every = _jobs(args, root, out)
+    shard = current_shard()
     done = read_done(out)
-    jobs = []
-    for rel, path, kind in files:
-        question = args.question or row_questions.get(rel) or DEFAULT_QUESTIONS[kind]
-        if (rel, question) not in done:
-            jobs.append((rel, path, kind, question))
-    skipped = len(files) - len(jobs)
+    torn = torn_tail(out)
+    jobs = [job for job in every if (job[0], job[3]) not in done]
+    shard.wait()  # every process has read what is done before any writes
+    say = (lambda text: print(text, file=sys.stderr)) if shard.rank == 0 else (lambda text: None)
+    if torn:
+        say(f"describe: ignoring 1 unreadable line in {out} (a last line cut short by an interrupted run); it is "
+            "removed and that file is answered again.")
+    skipped = len(every) - len(jobs)
     if not jobs:
-        print(f"describe: all {len(files)} files already have answers in {out}.", file=sys.stderr)
+        say(f"describe: all {len(every)} files already have answers in {out}.")
         return 0
-    pipe = build_pipeline(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    written = errors = 0
-    with out.open("a", encoding="utf-8") as sink, tqdm(
-        total=len(files), initial=skipped, unit="file", desc="describe", file=sys.stderr
-    ) as bar:
-        start_on_new_line(out, sink)
+    settings = settings_for(args)
+    spec = model_spec(args, shard.device)
+    model, processor = (None, None) if args.engine == "ray" else load_model(args, shard.device)
+    if processor is None:  # --engine ray: the actors load the model; this process only prepares inputs
+        from ..inference.engines import quiet_ray
+        from ..models.videollava.pipeline_video_text_to_text import load_processor
+
+        quiet_ray()
+        processor = load_processor(spec.model_id)
+    runner = Runner(model, processor, settings)
+    plan = batch_plan(len(jobs), args.batch_size)
+    batches = answer_batches(
+        [request_for(job) for job in jobs], plan, settings, processor=processor, batches=shard.batches(plan),
+        engine=args.engine, num_workers=args.num_workers, spec=spec, ray_address=args.ray_address,
+        ray_actors=args.ray_actors,
+        run_batch=lambda b, prepared: answer_batch(runner, [jobs[i] for i in plan[b]], args,
+                                                   **({} if prepared is None else {"prepared": prepared})),
+    )
+    sink_path = out if shard.world == 1 else part_path(out, shard.rank)
+    written, failed = 0, []
+    with JsonlWriter(sink_path) as sink, tqdm(total=len(every), initial=skipped, unit="file", desc="describe",
+                                              file=sys.stderr, disable=shard.rank != 0) as bar:
         try:
-            for start in range(0, len(jobs), args.batch_size):
-                records = answer_batch(pipe, jobs[start : start + args.batch_size], args)
-                for record in records:
-                    sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-                sink.flush()
-                os.fsync(sink.fileno())  # the batch is on disk before the next one starts
+            for b, records in batches:
+                if args.engine == "ray":  # results from the actors: the records are made here
+                    records = [make_record(jobs[i], args, r) for i, r in zip(plan[b], records)]
+                sink.write(records)
                 written += len(records)
-                errors += sum("error" in r for r in records)
+                failed += [r for r in records if "error" in r]
                 bar.update(len(records))
         except KeyboardInterrupt:
             bar.close()
-            print(f"\ndescribe: interrupted; {written} new line(s) are saved in {out}. Run the same command again to "
-                  "continue where it stopped.", file=sys.stderr)
+            print(f"\ndescribe: interrupted; {written} new line(s) are saved in {sink_path}. Run the same command "
+                  "again to continue where it stopped.", file=sys.stderr)
             return EXIT_INTERRUPTED
-    print(f"describe: wrote {written} line(s) to {out} ({skipped} file(s) already answered, {errors} error(s)).",
-          file=sys.stderr)
-    return 1 if errors else 0
+    failed_anywhere = shard.total(len(failed))  # every process ends with the same exit status
+    if shard.world > 1 and shard.rank == 0:
+        order = {(rel, question): i for i, (rel, _, _, question) in enumerate(every)}
+        merge_parts(out, lambda r: order.get((r["file"], r.get("question", "")), len(order)))
+    shard.wait()  # nobody exits (which could make the launcher stop the others) before the merge is done
+    for record in failed[:MAX_ERRORS_SHOWN]:
+        print(f"describe: error: {record['file']}: {record['error']}", file=sys.stderr)
+    if len(failed) > MAX_ERRORS_SHOWN:
+        print(f"describe: ... and {len(failed) - MAX_ERRORS_SHOWN} more error(s); see the 'error' lines in {out}.",
+              file=sys.stderr)
+    where = out if shard.world == 1 else f"{sink_path} (merged into {out})"
+    print(f"describe: wrote {written} line(s) to {where} ({skipped} file(s) already answered, {len(failed)} "
+          "error(s)).", file=sys.stderr)
+    return 1 if failed_anywhere else 0
 
 
 def register(subparsers) -> None:
@@ -219,8 +247,9 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="Files per generate() call (default 4).")
     parser.add_argument("--recursive", action="store_true", help="Also look in subfolders.")
     add_model_arguments(parser)
+    add_batch_arguments(parser)
     parser.set_defaults(func=lambda args: run_command(describe, args))
 
 
-__all__ = ["DEFAULT_QUESTIONS", "answer_batch", "dataset_media", "describe", "is_dataset_source", "list_media",
-           "read_done", "register"]
+__all__ = ["DEFAULT_QUESTIONS", "Runner", "answer_batch", "dataset_media", "describe", "is_dataset_source",
+           "list_media", "make_record", "read_done", "register"]

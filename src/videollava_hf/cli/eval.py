@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import DTYPES, CommandError, check_videollava, resolve_device_and_dtype, resolve_model, run_command
+from .common import DTYPES, CommandError, add_batch_arguments, load_model, model_spec, run_command
 
 POOLING_CHOICES = ("average", "bilinear")
 
@@ -44,7 +44,12 @@ def build_judge(args: argparse.Namespace):
 
 def summary_lines(metrics: dict) -> list[str]:
     """A short human-readable summary of metrics.json."""
-    lines = [f"samples: {metrics['count']}  accuracy: {_pct(metrics['accuracy'])}"]
+    scored = metrics.get("scored", metrics["count"])
+    lines = [f"samples: {metrics['count']}  scored: {scored}  accuracy: {_pct(metrics['accuracy'])}"
+             + (" (of the scored samples)" if scored != metrics["count"] else "")]
+    if metrics.get("media_errors"):
+        lines.append(f"media errors: {metrics['media_errors']} (not scored; their lines in predictions.jsonl have "
+                     "an 'error'; rerun to retry them)")
     if "multiple_choice" in metrics:
         mc = metrics["multiple_choice"]
         lines.append(f"multiple choice: {mc['count']}  accuracy: {_pct(mc['accuracy'])}  unparsed: {mc['unparsed']}")
@@ -67,8 +72,6 @@ def _pct(value: float | None) -> str:
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..evaluation import METRICS_FILE, GenerationSettings, JudgeError, evaluate
-    from ..models.videollava.modeling_videollava import VideoLlavaForConditionalGeneration
-    from ..models.videollava.pipeline_video_text_to_text import load_processor
 
     if args.num_frames is not None and args.fps is not None:
         raise CommandError("Give --num-frames (uniform sampling) or --fps (with --max-frames), not both.")
@@ -79,25 +82,35 @@ def run_eval(args: argparse.Namespace) -> int:
         add_system_prompt=not args.no_system_prompt,
     )
     judge = build_judge(args)
-    model_id = resolve_model(args.model)
-    check_videollava(model_id)
-    device, dtype = resolve_device_and_dtype(args.device, args.dtype)
-    model = VideoLlavaForConditionalGeneration.from_pretrained(model_id, dtype=dtype).to(device).eval()
-    processor = load_processor(model_id, config=model.config)
+    from ..inference.engines import current_shard
+
+    shard = current_shard()
+    spec = model_spec(args, shard.device)
+    if args.engine == "ray":
+        from ..inference.engines import quiet_ray
+        from ..models.videollava.pipeline_video_text_to_text import load_processor
+
+        quiet_ray()
+        model, processor = None, load_processor(spec.model_id)
+    else:
+        model, processor = load_model(args, shard.device)
     try:
         metrics = evaluate(
             model, processor, args.data, args.out, media_root=args.media_root, settings=settings,
             batch_size=args.batch_size, judge=judge, limit=args.limit, progress=not args.no_progress,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, num_workers=args.num_workers, engine=args.engine, model_spec=spec,
+            ray_address=args.ray_address, ray_actors=args.ray_actors, shard=shard,
         )
     except JudgeError as err:
         raise CommandError(f"{err}. The predictions and verdicts so far are saved; rerun to resume.") from err
+    if metrics is None:  # another process of a sharded run: rank 0 merges and reports
+        return 0
     for line in summary_lines(metrics):
         print(line)
     print(f"metrics: {args.out}/{METRICS_FILE}")
     if args.json:
         print(json.dumps(metrics, indent=2))
-    return 0
+    return 1 if metrics.get("media_errors") else 0
 
 
 def register(subparsers) -> None:
@@ -158,6 +171,7 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (GPU if there is one).")
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="Weights' dtype; auto = bfloat16 on a GPU that supports it, else float32.")
+    add_batch_arguments(parser)
     parser.set_defaults(func=lambda args: run_command(run_eval, args))
 
 

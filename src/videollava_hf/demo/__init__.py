@@ -8,7 +8,6 @@ held-out evaluation; `demo/build_demo_model.py` trains it with the project's own
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..evaluation.metrics import normalize_answer  # the one answer normaliser (re-exported)
 from ..models.videollava.configuration_videollava import VideoLlavaConfig
 from ..models.videollava.processing_videollava import SYSTEM_PROMPT, VideoLlavaHfProcessor
 from ..testing.tokenizers import build_bpe_tokenizer
@@ -82,37 +82,28 @@ def demo_processor(config: VideoLlavaConfig, tokenizer) -> VideoLlavaHfProcessor
     return VideoLlavaHfProcessor.from_model_config(config, tokenizer)
 
 
-def normalize_answer(text: str) -> str:
-    """Lower-case, first line, no punctuation or trailing end-of-turn marks."""
-    text = text.split("</s>")[0].strip().lower().splitlines()[0] if text.strip() else ""
-    return re.sub(r"[^a-z0-9 ]+", "", text).strip()
-
-
 @torch.no_grad()
 def evaluate_synthetic(model, processor, records: list[dict[str, Any]], media: dict[str, np.ndarray],
                        batch_size: int = 16, max_new_tokens: int = 6) -> dict[str, Any]:
-    """Greedy answers to each record's first question; accuracy per question type (exact normalized match)."""
+    """Greedy answers to each record's first question (the one answer path, `inference.generate`); accuracy per
+    question type (the one normalised match, `evaluation.metrics.normalize_answer`)."""
+    from ..inference.generate import GenerationSettings, Request, answer
+
+    settings = GenerationSettings(max_new_tokens=max_new_tokens)
     correct: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
-    processor.tokenizer.padding_side = "left"
     for kind in ("video", "image"):
         rows = [r for r in records if kind in r]
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            prompts = []
-            for r in chunk:
-                question = r["conversations"][0]["value"].split("\n", 1)[1]
-                messages = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": question}]}]
-                prompts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-            arrays = [media[r[kind]] for r in chunk]
-            media_kwargs = {"videos": arrays} if kind == "video" else {"images": arrays}
-            inputs = processor(text=prompts, padding=True, return_tensors="pt", **media_kwargs).to(model.device)
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-            answers = processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-            for r, answer in zip(chunk, answers):
+            requests = [Request(text=r["conversations"][0]["value"].split("\n", 1)[1], name=r[kind],
+                                **{kind: media[r[kind]]}) for r in chunk]
+            for r, result in zip(chunk, answer(model, processor, requests, settings)):
                 qtype = r["question_type"]
                 total[qtype] += 1
-                correct[qtype] += int(normalize_answer(answer) == normalize_answer(r["conversations"][1]["value"]))
+                prediction = result.get("prediction")
+                correct[qtype] += int(prediction is not None
+                                      and normalize_answer(prediction) == normalize_answer(r["conversations"][1]["value"]))
     accuracy = {k: correct[k] / total[k] for k in sorted(total)}
     overall = sum(correct.values()) / max(sum(total.values()), 1)
     return {"accuracy": accuracy, "overall": overall, "counts": dict(total)}

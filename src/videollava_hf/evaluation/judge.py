@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..utils.jsonl import open_for_append, read_jsonl
+from ..utils.jsonl import JsonlWriter, read_jsonl
 from .data import JudgeFn
 
 
@@ -204,15 +204,14 @@ def run_judge(judge: JudgeFn, records: Sequence[dict], path: str | os.PathLike, 
     if not todo:
         return verdicts
     bar = tqdm(total=len(todo), desc="judge", unit="q", disable=not progress, file=sys.stderr)
-    with open_for_append(path) as sink, bar:
+    with JsonlWriter(path) as sink, bar:
         for record in todo:
             line = {"id": record["id"], "judge": name, "prediction": record["prediction"]}
             try:
                 line.update(check_judgement(judge(record["question"], record["answer"], record["prediction"])))
             except JudgeParseError as err:
                 line.update({"pred": None, "score": None, "error": str(err)})
-            sink.write(json.dumps(line) + "\n")
-            sink.flush()
+            sink.write([line])
             verdicts[record["id"]] = line
             bar.update(1)
     return verdicts

@@ -120,9 +120,13 @@ def score_record(record: dict) -> dict:
 
 
 def compute_metrics(records: Sequence[dict], judgements: dict[str, dict] | None = None) -> dict:
-    """Aggregate metrics over prediction records, overall and per `question_type` (see `_aggregate`)."""
+    """Aggregate metrics over prediction records, overall and per `question_type` (see `_aggregate`). Records with
+    an `error` (media that could not be read, a failed generation) are never scored: `count` is every record,
+    `scored` the ones with a prediction, accuracies are over those, and `media_errors` counts the rest."""
     items = []
     for record in records:
+        if record.get("error"):
+            continue
         item = {"question_type": record.get("question_type"), **score_record(record)}
         verdict = (judgements or {}).get(record["id"])
         if verdict is not None and item["kind"] == "open_ended":
@@ -130,6 +134,7 @@ def compute_metrics(records: Sequence[dict], judgements: dict[str, dict] | None 
         items.append(item)
     with_judge = judgements is not None
     metrics = _aggregate(items, with_judge)
+    metrics["count"], metrics["scored"] = len(records), len(items)
     types = sorted({i["question_type"] for i in items if i["question_type"] is not None})
     metrics["per_question_type"] = {
         t: _aggregate([i for i in items if i["question_type"] == t], with_judge) for t in types

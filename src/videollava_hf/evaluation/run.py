@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import json
+import logging
 import os
 import sys
 import time
@@ -11,11 +12,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from ..utils.jsonl import open_for_append, read_jsonl
+from ..inference.engines import ModelSpec, Shard, answer_batches, batch_plan, merge_parts, part_path, read_with_parts
+from ..utils.jsonl import JsonlWriter, read_jsonl
 from .data import CHOICE_INSTRUCTION, EvalSample, JUDGEMENTS_FILE, JudgeFn, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE, load_eval_dataset, resolve_choice_answer, sample_from_record
-from .generate import GenerationSettings, build_prompt, predict_batch, question_text
+from .generate import GenerationSettings, as_prediction, build_prompt, predict_batch, question_text, request_for
 from .judge import JUDGE_SYSTEM_PROMPT, JUDGE_USER_TEMPLATE, JudgeError, JudgeParseError, OpenAIJudge, check_judgement, judge_messages, judge_name, parse_judge_reply, run_judge
 from .metrics import compute_metrics, normalize_answer, parse_choice, score_record
+
+logger = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------------------------
 # Files and the driver
@@ -75,10 +79,21 @@ def evaluate(
     progress: bool = True,
     overwrite: bool = False,
     cache_dir: str | None = None,
-) -> dict:
+    num_workers: int = 0,
+    engine: str = "local",
+    model_spec: ModelSpec | None = None,
+    ray_address: str | None = None,
+    ray_actors: int = 1,
+    shard: Shard | None = None,
+) -> dict | None:
     """Predict (resumably) and score; writes predictions.jsonl, judgements.jsonl (with a judge) and metrics.json
     under `out_dir` and returns the metrics. `data`: a dataset file or folder, a `datasets.Dataset`, or a list of
-    `EvalSample`s (see `load_eval_dataset`)."""
+    `EvalSample`s (see `load_eval_dataset`).
+
+    `num_workers` processes read and preprocess the media while the model generates; `engine="ray"` runs the
+    same batches as a Ray Data pipeline (`model_spec` says what its actors load; `model` may be None); with a
+    `shard` of several processes (accelerate) each writes a part file and rank 0 merges them and scores (the other
+    ranks return None). Questions whose media cannot be read get an `error` and are never scored."""
     from tqdm import tqdm
 
     if batch_size < 1:
@@ -90,22 +105,47 @@ def evaluate(
         samples = list(data)[:limit] if limit is not None else list(data)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run_settings = {"model": str(getattr(model, "name_or_path", "") or ""), **asdict(settings)}
-    _check_settings(out, run_settings, overwrite)
+    shard = shard or Shard()
+    name = model_spec.model_id if model is None and model_spec is not None else getattr(model, "name_or_path", "")
+    run_settings = {"model": str(name or ""), **asdict(settings)}
+    if shard.rank == 0:
+        _check_settings(out, run_settings, overwrite)
+    shard.wait()
+    if shard.rank != 0:
+        _check_settings(out, run_settings, overwrite=False)
 
     pred_path = out / PREDICTIONS_FILE
-    done = {r["id"]: r for r in read_jsonl(pred_path)}  # a later line for an id (a retried error) wins
+    # A later line for an id (a retried error) wins; parts of an interrupted sharded run count as done.
+    done = {r["id"]: r for r in read_with_parts(pred_path)}
     pending = [s for s in samples if s.id not in done or "error" in done[s.id]]
+    shard.wait()  # every rank has read what is done before any rank writes
+    plan = batch_plan(len(pending), batch_size)
+    requests = [request_for(s) for s in pending]
+    sink_path = pred_path if shard.world == 1 else part_path(pred_path, shard.rank)
     started = time.perf_counter()
-    bar = tqdm(total=len(samples), initial=len(samples) - len(pending), desc="eval", unit="q", disable=not progress,
-               file=sys.stderr)
-    with open_for_append(pred_path) as sink, bar:
-        for batch in _batches(pending, batch_size):
-            for sample, result in zip(batch, predict_batch(model, processor, batch, settings)):
-                done[sample.id] = _record(sample, result)
-                sink.write(json.dumps(done[sample.id]) + "\n")
-            sink.flush()  # a killed run keeps every finished batch
-            bar.update(len(batch))
+    bar = tqdm(total=len(samples), initial=len(samples) - len(pending), desc="eval", unit="q",
+               disable=not progress or shard.rank != 0, file=sys.stderr)
+    batches = answer_batches(requests, plan, settings, processor=processor, batches=shard.batches(plan),
+                             engine=engine, num_workers=num_workers, model=model, spec=model_spec,
+                             ray_address=ray_address, ray_actors=ray_actors)
+    with JsonlWriter(sink_path) as sink, bar:
+        for b, results in batches:
+            rows = [_record(pending[i], as_prediction(r)) for i, r in zip(plan[b], results)]
+            sink.write(rows)  # whole lines, flushed and fsynced: a killed run keeps every finished batch
+            done.update((row["id"], row) for row in rows)
+            bar.update(len(rows))
+    if sink.repaired_bytes:
+        logger.warning("%s: cut a torn last line (%d bytes) left by an interrupted run; that question is answered "
+                       "again.", sink_path, sink.repaired_bytes)
+    shard.wait()
+    if shard.world > 1:
+        if shard.rank == 0:
+            order = {s.id: i for i, s in enumerate(samples)}
+            merge_parts(pred_path, lambda r: order.get(r["id"], len(order)))
+            done = {r["id"]: r for r in read_jsonl(pred_path)}
+        shard.wait()  # the merge is done before any process exits
+        if shard.rank != 0:
+            return None  # rank 0 judges, scores and reports
     elapsed = time.perf_counter() - started
 
     records = [done[s.id] for s in samples]

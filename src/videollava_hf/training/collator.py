@@ -123,6 +123,10 @@ class VideoLlavaDataCollator:
         }
         self.stats: Counter = Counter()
         self.skipped: list[SkippedSample] = []
+        # With skip_bad_samples: rows (e.g. the training set) that replace skipped samples, so batches keep their
+        # size (train() sets it to the training set; see `_refill`).
+        self.refill_from: Sequence[Mapping[str, Any]] | None = None
+        self._bad_ids: set[str] = set()
 
     # --- rendering -----------------------------------------------------------------------------------------------
     def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
@@ -218,6 +222,7 @@ class VideoLlavaDataCollator:
         return None
 
     def _skip(self, record_id: str, counter: str, reason: str) -> None:
+        self._bad_ids.add(record_id)
         self.stats[counter] += 1
         self.skipped.append(SkippedSample(record_id, reason))
         logger.warning("Skipping record %r: %s", record_id, reason)
@@ -244,14 +249,9 @@ class VideoLlavaDataCollator:
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         self.stats["samples_seen"] += len(rows)
-        kept: list[tuple[PreparedSample, Any]] = []
-        for i, row in enumerate(rows):
-            sample = self._check_length(self.prepare(self._normalized(row, i)))
-            if sample is None:
-                continue
-            media = self._decode(sample)
-            if media is not False:
-                kept.append((sample, media))
+        kept = [item for i, row in enumerate(rows) if (item := self._keep(row, i)) is not None]
+        if self.skip_bad_samples and self.refill_from is not None and len(kept) < len(rows):
+            kept += self._refill(rows, len(rows) - len(kept))
         if not kept:
             ids = [str(r.get("id")) for r in rows]
             raise ValueError(
@@ -259,6 +259,45 @@ class VideoLlavaDataCollator:
                 "(videollava_hf.training.filter_by_length) or fix the media, so no batch ends up empty."
             )
         return self._encode(kept)
+
+    def _keep(self, row: Mapping[str, Any], index: int) -> tuple[PreparedSample, Any] | None:
+        """(sample, decoded media) of one row, or None when it was dropped (too long) or skipped (bad media)."""
+        sample = self._check_length(self.prepare(self._normalized(row, index)))
+        if sample is None:
+            return None
+        media = self._decode(sample)
+        return None if media is False else (sample, media)
+
+    def _refill(self, rows: Sequence[Mapping[str, Any]], missing: int) -> list[tuple[PreparedSample, Any]]:
+        """Up to `missing` replacement samples from `refill_from`, drawn with a seed made of the batch's ids (the
+        same batch gets the same replacements on every run), skipping rows already found bad or in the batch."""
+        import random
+
+        source = self.refill_from
+        taken = {str(r.get("id")) for r in rows}
+        rng = random.Random("|".join(sorted(taken)))
+        found: list[tuple[PreparedSample, Any]] = []
+        for index in rng.sample(range(len(source)), min(len(source), max(8, 4 * missing))):
+            if len(found) == missing:
+                break
+            row = source[index]
+            record_id = str(row.get("id"))
+            if record_id in taken or record_id in self._bad_ids:
+                continue
+            taken.add(record_id)
+            item = self._keep(row, index)
+            if item is not None:
+                found.append(item)
+                self.stats["refilled"] += 1
+        return found
+
+    def without_refill(self) -> VideoLlavaDataCollator:
+        """A copy that only skips (for evaluation batches, which must not borrow training rows)."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.refill_from = None
+        return clone
 
     def _encode(self, kept: list[tuple[PreparedSample, Any]]) -> dict[str, torch.Tensor]:
         samples = [s for s, _ in kept]

@@ -62,6 +62,16 @@ class VideoLlavaTrainer(Trainer):
         self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer
 
+    def get_eval_dataloader(self, eval_dataset=None):
+        # Evaluation batches skip bad samples without borrowing training rows to refill them.
+        collator = self.data_collator
+        if hasattr(collator, "without_refill"):
+            self.data_collator = collator.without_refill()
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = collator
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss = result[0] if return_outputs else result
@@ -213,6 +223,8 @@ def train(
         media_roots=MediaRoots(data_args.media_root, data_args.image_root, data_args.video_root),
     )
     train_set, bad, long = _load_split(data_args.data_path, data_args, training_args, collator, "train")
+    if data_args.skip_bad_samples:
+        collator.refill_from = train_set  # a skipped sample is replaced, so no batch shrinks or ends up empty
     eval_set = None
     if data_args.eval_data_path:
         eval_set, _, _ = _load_split(data_args.eval_data_path, data_args, training_args, collator, "eval")

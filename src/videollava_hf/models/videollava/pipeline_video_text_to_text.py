@@ -53,6 +53,8 @@ PIPELINE_TYPE = "multimodal"
 MEDIA_PAYLOAD_KEYS = {"video": ("video", "path", "url"), "image": ("image", "path", "url")}
 # Keys of a dict sample (dataset / generator item).
 SAMPLE_KEYS = {"text", "videos", "video", "images", "image"}
+# on_error="record": a sample that cannot be read or preprocessed yields {"input_text", "error"}; the others go on.
+ON_ERROR = ("raise", "record")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -206,14 +208,20 @@ def collate_left_padded(items: list[dict], pad_token_id: int) -> dict:
     input_ids / attention_mask: each (1, L_i) -> (B, max L_i), pads on the left so generation continues every row
     from its last real token. pixel_values (I_i, 3, H, W) and pixel_values_videos (V_i, T, 3, H, W) concatenate along
     dim 0, which is the order the model fills the placeholders in (row by row)."""
-    lengths = [item["input_ids"].shape[-1] for item in items]
+    errors = [item.get("error") for item in items]  # samples that failed to preprocess (on_error="record")
+    good = [item for item in items if item.get("error") is None]
+    lengths = [item["input_ids"].shape[-1] if item.get("error") is None else 1 for item in items]
     width = max(lengths)
-    input_ids = torch.full((len(items), width), pad_token_id, dtype=items[0]["input_ids"].dtype)
-    attention_mask = torch.zeros((len(items), width), dtype=items[0]["attention_mask"].dtype)
+    dtypes = (good[0]["input_ids"].dtype, good[0]["attention_mask"].dtype) if good else (torch.long, torch.long)
+    input_ids = torch.full((len(items), width), pad_token_id, dtype=dtypes[0])
+    attention_mask = torch.zeros((len(items), width), dtype=dtypes[1])
     for row, (item, length) in enumerate(zip(items, lengths)):
-        input_ids[row, width - length :] = item["input_ids"][0]
-        attention_mask[row, width - length :] = item["attention_mask"][0]
+        if item.get("error") is None:
+            input_ids[row, width - length :] = item["input_ids"][0]
+            attention_mask[row, width - length :] = item["attention_mask"][0]
     batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if any(e is not None for e in errors):
+        batch["error"] = errors
     for key in ("pixel_values", "pixel_values_videos"):
         parts = [item[key] for item in items if item.get(key) is not None]
         if not parts:
@@ -227,7 +235,7 @@ def collate_left_padded(items: list[dict], pad_token_id: int) -> dict:
         batch[key] = torch.cat(parts)
     for key in ("input_text", "prompt_text"):
         batch[key] = [item[key] for item in items]
-    unknown = set(items[0]) - set(batch)
+    unknown = set(good[0] if good else {}) - set(batch)
     if unknown:
         raise ValueError(f"Cannot batch processor outputs {sorted(unknown)}; use batch_size=1 with these options.")
     return batch
@@ -251,7 +259,8 @@ class VideoTextToTextPipeline(Pipeline):
     `return_full_text` (default True), `return_tensors`, `continue_final_message`, `add_system_prompt` (False drops
     the llava_v1 system prompt), frame-policy keywords (`num_frames`, `fps`, `max_frames`, `indices`, `clip_start`,
     `clip_end`), `processor_kwargs`, `timeout` (image URLs), `batch_size`, `progress_bar` (tqdm over a list, dataset
-    or generator).
+    or generator), `on_error` ("raise", the default, or "record": a sample whose media cannot be read or
+    preprocessed gives `[{"input_text", "error"}]` and the other samples of the list are answered).
     """
 
     _load_processor = None  # tried with AutoProcessor; falls back to `load_processor` in __init__
@@ -283,6 +292,7 @@ class VideoTextToTextPipeline(Pipeline):
         clean_up_tokenization_spaces: bool | None = None,
         processor_kwargs: dict | None = None,
         timeout: float | None = None,
+        on_error: str | None = None,
         **kwargs,
     ):
         preprocess: dict[str, Any] = {}
@@ -308,6 +318,10 @@ class VideoTextToTextPipeline(Pipeline):
         ):
             if value is not None:
                 preprocess[key] = value
+        if on_error is not None:
+            if on_error not in ON_ERROR:
+                raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}.")
+            preprocess["on_error"] = on_error
         if max_new_tokens is not None:
             if "max_new_tokens" in generation:
                 raise ValueError("`max_new_tokens` was given twice (directly and in generate_kwargs); give it once.")
@@ -396,7 +410,17 @@ class VideoTextToTextPipeline(Pipeline):
         return final
 
     # --- steps ----------------------------------------------------------------------------------------------
-    def preprocess(
+    def preprocess(self, inputs, on_error: str = "raise", **options) -> dict:
+        if on_error == "raise":
+            return self._preprocess(inputs, **options)
+        try:
+            return self._preprocess(inputs, **options)
+        except Exception as err:  # noqa: BLE001 - on_error="record": this sample's result says why, the rest go on
+            text = inputs.get("text") if isinstance(inputs, dict) else inputs
+            shown = text.messages if isinstance(text, Chat) else text
+            return {"error": f"{type(err).__name__}: {err}", "input_text": shown, "prompt_text": None}
+
+    def _preprocess(
         self,
         inputs,
         frame_policy: dict | None = None,
@@ -464,16 +488,45 @@ class VideoTextToTextPipeline(Pipeline):
         input_text = model_inputs.pop("input_text")
         prompt_text = model_inputs.pop("prompt_text")
         generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}), return_dict_in_generate=False)
+        errors = model_inputs.pop("error", None)
+        if isinstance(errors, str):  # a single sample, not collated: nothing to generate
+            empty = torch.zeros((1, 0), dtype=torch.long)
+            return {"generated_sequence": empty[:, None], "input_ids": empty, "attention_mask": empty,
+                    "input_text": input_text, "prompt_text": prompt_text, "error": [errors]}
         input_ids = model_inputs["input_ids"]  # (B, L) left-padded
-        sequences = self.model.generate(**model_inputs, **generate_kwargs)  # (B * num_return_sequences, L + new)
-        sequences = sequences.reshape(input_ids.shape[0], -1, sequences.shape[-1])
-        return {
+        if errors is not None and any(e is not None for e in errors):
+            sequences = self._generate_good_rows(model_inputs, generate_kwargs, errors)
+        else:
+            sequences = self.model.generate(**model_inputs, **generate_kwargs)  # (B * n, L + new)
+            sequences = sequences.reshape(input_ids.shape[0], -1, sequences.shape[-1])
+        outputs = {
             "generated_sequence": sequences,  # first key: the pipeline iterator reads the batch size from it
             "input_ids": input_ids,
             "attention_mask": model_inputs["attention_mask"],
             "input_text": input_text,
             "prompt_text": prompt_text,
         }
+        if errors is not None:
+            outputs["error"] = errors
+        return outputs
+
+    def _generate_good_rows(self, model_inputs: dict, generate_kwargs: dict, errors: list) -> torch.Tensor:
+        """Generate for the rows without an error; failed rows get padding only. -> (B, n, L + new)."""
+        input_ids = model_inputs["input_ids"]
+        rows = [i for i, e in enumerate(errors) if e is None]
+        n = int(generate_kwargs.get("num_return_sequences") or 1)
+        pad = self.processor.tokenizer.pad_token_id
+        if not rows:
+            return input_ids.new_full((input_ids.shape[0], n, input_ids.shape[1]), pad)
+        picked = {k: v[rows] for k, v in model_inputs.items() if k in ("input_ids", "attention_mask")}
+        for key in ("pixel_values", "pixel_values_videos"):  # media of the good rows, which are all of them
+            if key in model_inputs:
+                picked[key] = model_inputs[key]
+        generated = self.model.generate(**picked, **generate_kwargs)
+        generated = generated.reshape(len(rows), n, generated.shape[-1])
+        sequences = input_ids.new_full((input_ids.shape[0], n, generated.shape[-1]), pad)
+        sequences[rows] = generated
+        return sequences
 
     def postprocess(
         self,
@@ -488,9 +541,15 @@ class VideoTextToTextPipeline(Pipeline):
         input_ids, mask = model_outputs["input_ids"], model_outputs["attention_mask"]
         prompt_length = input_ids.shape[-1]
         texts, prompts = _as_list(model_outputs["input_text"]), _as_list(model_outputs["prompt_text"])
+        errors = model_outputs.get("error")
+        errors = [errors] if errors is None or isinstance(errors, str) else list(errors)
         records = []
         for row in range(sequences.shape[0]):
             shown = texts[row].messages if isinstance(texts[row], Chat) else texts[row]
+            error = errors[row] if row < len(errors) else None
+            if error is not None:
+                records.append({"input_text": shown, "error": error})
+                continue
             for candidate in sequences[row]:
                 new_ids = candidate[prompt_length:]
                 if return_tensors:
