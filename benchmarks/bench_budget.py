@@ -124,7 +124,7 @@ def run_shape(shape: str, frame_counts: list[int], mode_names: list[str], repeat
 
     def vision(cell):
         pooling = {k: v for k, v in cell["inputs"].items() if k in pooling_keys}
-        return lambda: model.model.get_video_features(cell["inputs"]["pixel_values_videos"], **pooling)
+        return lambda: model.model.get_video_features(cell["inputs"]["pixel_values_videos"], **pooling).pooler_output
 
     with torch.inference_mode():
         for cell in cells:  # warm-up

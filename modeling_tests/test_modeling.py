@@ -226,7 +226,7 @@ def test_video_tower_matches_published_temporal_computation(make_config):
     _, videos = random_media(config, 0, 2)
     flat = videos.flatten(0, 1)
     with torch.no_grad():
-        got = tower(flat, config.vision_feature_layer, num_frames=config.num_frames)
+        got = tower(flat, config.vision_feature_layers, num_frames=config.num_frames)[-1]
         ref = reference_video_tower(params, flat, config.vision_config, config.num_frames)
         plain = reference_video_tower(params, flat, config.vision_config, config.num_frames, temporal=False)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
@@ -238,10 +238,10 @@ def test_temporal_attention_changes_model_output(make_config, tmp_path):
     model = VideoLlavaForConditionalGeneration(config).eval()
     _, videos = random_media(config, 0, 1)
     with torch.no_grad():
-        with_t = model.get_video_features(videos)
+        with_t = model.get_video_features(videos).pooler_output
         for layer in model.model.video_tower.encoder.layers:  # same weights, temporal path removed
             layer.temporal = False
-        without_t = model.get_video_features(videos)
+        without_t = model.get_video_features(videos).pooler_output
     assert with_t.shape == without_t.shape == (1, config.video_seq_length, config.text_config.hidden_size)
     assert (with_t - without_t).abs().max() > 1e-3
     # frames are independent without temporal attention: changing frame 0 leaves the other frames untouched;
@@ -252,12 +252,12 @@ def test_temporal_attention_changes_model_output(make_config, tmp_path):
     for layer in tower.encoder.layers:
         layer.temporal = True
     with torch.no_grad():
-        base_t = tower(flat, -2, num_frames=config.num_frames)
-        moved_t = tower(flat2, -2, num_frames=config.num_frames)
+        base_t = tower(flat, [-2], num_frames=config.num_frames)[-1]
+        moved_t = tower(flat2, [-2], num_frames=config.num_frames)[-1]
         for layer in tower.encoder.layers:
             layer.temporal = False
-        base = tower(flat, -2, num_frames=config.num_frames)
-        moved = tower(flat2, -2, num_frames=config.num_frames)
+        base = tower(flat, [-2], num_frames=config.num_frames)[-1]
+        moved = tower(flat2, [-2], num_frames=config.num_frames)[-1]
     torch.testing.assert_close(moved[1:], base[1:])
     assert (moved_t[1:] - base_t[1:]).abs().max() > 1e-3  # exactly 0 without temporal attention
 
@@ -267,8 +267,8 @@ def test_long_videos_run_in_windows_of_num_frames(make_config):
     model = VideoLlavaForConditionalGeneration(config).eval()
     _, videos = random_media(config, 0, 1, frames=10)
     with torch.no_grad():
-        whole = model.get_video_features(videos)
-        parts = [model.get_video_features(videos[:, s:s + 4]) for s in (0, 4, 8)]
+        whole = model.get_video_features(videos).pooler_output
+        parts = [model.get_video_features(videos[:, s:s + 4]).pooler_output for s in (0, 4, 8)]
     torch.testing.assert_close(whole, torch.cat(parts, dim=1))
     assert whole.shape[1] == 10 * (config.video_seq_length // 4)
 

@@ -48,7 +48,7 @@ def test_token_counts_equal_feature_counts(make_config, make_processor, pooling,
     with torch.no_grad():
         out = model(**inputs)  # the per-call options travel inside `inputs`
         features = model.get_video_features(inputs["pixel_values_videos"], video_pooling=pooling,
-                                            video_pool_stride=stride, video_slowfast_every=slowfast)
+                                            video_pool_stride=stride, video_slowfast_every=slowfast).pooler_output
     assert features.shape[1] == expected
     assert out.video_hidden_states.shape[1] == expected
 
@@ -58,9 +58,9 @@ def test_average_pooling_matches_reference_and_slowfast_order(make_config):
     model = VideoLlavaForConditionalGeneration(config).eval()
     videos = torch.randn(1, 4, 3, 32, 32)
     with torch.no_grad():
-        full = model.get_video_features(videos)  # (1, 4 * 17, D)
+        full = model.get_video_features(videos).pooler_output  # (1, 4 * 17, D)
         slowfast = model.get_video_features(videos, video_pooling="average", video_pool_stride=2,
-                                            video_slowfast_every=2)
+                                            video_slowfast_every=2).pooler_output
     d = full.shape[-1]
     per_frame = full.view(1, 4, 17, d)
     pieces = []
@@ -128,8 +128,8 @@ def test_several_videos_and_images_in_one_prompt_keep_their_order(make_config, m
     with torch.no_grad():
         embeds = model.get_input_embeddings()(inputs["input_ids"])
         out = model.model(**inputs, output_hidden_states=True)
-        video_feats = model.get_video_features(inputs["pixel_values_videos"])
-        image_feats = model.get_image_features(inputs["pixel_values"])
+        video_feats = model.get_video_features(inputs["pixel_values_videos"]).pooler_output
+        image_feats = model.get_image_features(inputs["pixel_values"]).pooler_output
     ids = inputs["input_ids"][0]
     video_pos = (ids == config.video_token_index).nonzero().flatten()
     image_pos = (ids == config.image_token_index).nonzero().flatten()

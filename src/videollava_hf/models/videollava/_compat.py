@@ -31,4 +31,48 @@ from transformers.dynamic_module_utils import custom_object_save  # noqa: E402
 # states). Public in every 5.x release, not re-exported at the top level. Keep while the converters need it.
 from transformers.models.auto.tokenization_auto import get_tokenizer_config  # noqa: E402
 
-__all__ = ["CACHE_NAME", "custom_object_save", "get_tokenizer_config", "resolve_cache"]
+# The registry of attention kernels ("sdpa", "flash_attention_2", "flex_attention", ...) that Transformers' own models
+# dispatch on `config._attn_implementation`; lives in `transformers.modeling_utils` (not re-exported at the top level)
+# in every 5.x release. The towers use it so `attn_implementation=` reaches them. Keep while 5.x is supported.
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # noqa: E402
+
+
+def attention_function(config, eager):
+    """The attention kernel a (sub-)config asks for: `eager` for "eager", else the registry's entry for the config's
+    private `_attn_implementation` (which `from_pretrained(attn_implementation=...)` / `set_attn_implementation` set on
+    every sub-config, 5.x), SDPA when unset (a module built outside a PreTrainedModel)."""
+    implementation = getattr(config, "_attn_implementation", None) or "sdpa"
+    return eager if implementation == "eager" else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager)
+
+
+def activation_checkpointing(model) -> bool:
+    """Whether any module of `model` checkpoints activations, without a deprecation warning.
+
+    Transformers 5.23 and 5.24 deprecate `PreTrainedModel.is_gradient_checkpointing` (a FutureWarning on every read;
+    removed in v6) for `is_activation_checkpointing`; PEFT (0.21) still reads the old name in `get_peft_model`, so
+    our model classes answer it through this function. Remove (with the overriding property) once PEFT reads
+    `is_activation_checkpointing` and the floor is a release that no longer has the old name."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
+def forget_load_renaming(model) -> None:
+    """Drop the key renaming `from_pretrained(key_mapping=...)` recorded on `model`.
+
+    Transformers 5 keeps the renaming a model was loaded with (private `model._weight_conversions`, 5.23 and 5.24) and
+    undoes it in `save_pretrained`; for a built-in checkpoint read into our classes that would write the built-in's
+    key layout under our model_type, which then no longer loads. Our reading of built-in checkpoints is one-way, so
+    the record is dropped (saving then uses our own layout). Keep while built-in checkpoints are read by key_mapping."""
+    if getattr(model, "_weight_conversions", None) is not None:
+        model._weight_conversions = None
+
+
+__all__ = [
+    "ALL_ATTENTION_FUNCTIONS",
+    "CACHE_NAME",
+    "activation_checkpointing",
+    "attention_function",
+    "custom_object_save",
+    "forget_load_renaming",
+    "get_tokenizer_config",
+    "resolve_cache",
+]

@@ -53,8 +53,6 @@ def config_from_transformers(config_dict: dict[str, Any]) -> VideoLlavaConfig:
             vision.setdefault(key, value)
     strategy = d.get("vision_feature_select_strategy", "default")
     layer = d.get("vision_feature_layer", -2)
-    if not isinstance(layer, int):
-        raise ValueError(f"vision_feature_layer={layer!r}: only a single feature layer is supported.")
     image_tokens = d.get("image_token_index", d.get("image_token_id", 32000))
     video_tokens = d.get("video_token_index", d.get("video_token_id", 32001))
     return VideoLlavaConfig(

@@ -76,7 +76,9 @@ class VideoLlavaConfig(PretrainedConfig):
         text_config (`dict` or any causal-LM config): the language model (Vicuna-7B v1.5 / Llama by default).
         image_token_index / video_token_index (`int`): ids of the `<image>` / `<video>` placeholder tokens.
         projector_hidden_act (`str`): activation between the projector's two linear layers (`"gelu"`).
-        vision_feature_layer (`int`): hidden state of the towers fed to the projector (-2: the penultimate layer).
+        vision_feature_layer (`int` or `list[int]`): hidden state of the towers fed to the projector (-2: the
+            penultimate layer). A list selects several hidden states and concatenates them along the feature axis
+            (as Transformers' built-in does); the projector's input width is then `len(list) * vision hidden_size`.
         vision_feature_select_strategy (`"default"` | `"full"`): images drop the CLS token (`"default"`, 256
             tokens) or keep it (`"full"`, 257).
         video_feature_select_strategy (`"default"` | `"full"`): the same for every video frame. The released
@@ -125,10 +127,7 @@ class VideoLlavaConfig(PretrainedConfig):
         ):
             if value not in _SELECT_STRATEGIES:
                 raise ValueError(f"`{name}` must be one of {_SELECT_STRATEGIES}, got {value!r}.")
-        if not isinstance(vision_feature_layer, int):
-            raise TypeError(
-                f"`vision_feature_layer` must be one int (a hidden-state index such as -2), got {vision_feature_layer!r}."
-            )
+        vision_feature_layer = check_feature_layer(vision_feature_layer)
         if num_frames < 1:
             raise ValueError(f"`num_frames` must be >= 1, got {num_frames}.")
         self.vision_config = _to_config(vision_config, LANGUAGEBIND_VISION_DEFAULTS, "clip_vision_model", "vision_config")
@@ -147,6 +146,12 @@ class VideoLlavaConfig(PretrainedConfig):
         self.video_pool_stride = video_pool_stride
         self.video_slowfast_every = video_slowfast_every
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+
+    @property
+    def vision_feature_layers(self) -> list[int]:
+        """`vision_feature_layer` as a list (one entry when it is an int)."""
+        layer = self.vision_feature_layer
+        return [layer] if isinstance(layer, int) else list(layer)
 
     # --- token counts (shared by the processor and the model) -------------------------------------------
     @property
@@ -172,6 +177,17 @@ class VideoLlavaConfig(PretrainedConfig):
 
 
 POOLING_MODES = ("average", "bilinear")
+
+
+def check_feature_layer(value):
+    """`vision_feature_layer`: an int, or a non-empty list of ints (a tuple is stored as a list, as JSON does)."""
+    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+        raise TypeError(f"`vision_feature_layer` must be an int (e.g. -2) or a list of ints, got {value!r}.")
+    if isinstance(value, int):
+        return value
+    if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"`vision_feature_layer` must be an int or a non-empty list of ints, got {value!r}.")
+    return list(value)
 
 
 def pooling_options(owner, **overrides) -> dict:

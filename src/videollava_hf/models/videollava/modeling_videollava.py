@@ -10,8 +10,14 @@ Read top to bottom:
     -> scattered, in order, into the `<image>` / `<video>` placeholder positions of the prompt embeddings
     -> language model (Vicuna / Llama, built from `text_config` with AutoModel) -> lm_head.
 
-Both towers stop at `vision_feature_layer` (-2): the last encoder layer and the post-LayerNorm never influence
-the features, so they are not run (their weights are kept so checkpoints load without drops).
+Both towers stop at `vision_feature_layer` (-2; or the deepest of a list of layers, whose hidden states are
+concatenated): the last encoder layer and the post-LayerNorm never influence the features, so they are not run
+(their weights are kept so checkpoints load without drops).
+
+Contracts Transformers' tools rely on: `return_dict=False` gives `to_tuple()` of the dict output;
+`get_image_features` / `get_video_features` return a `BaseModelOutputWithPooling` whose `pooler_output` holds the
+projected features; a media keyword the model does not take raises instead of being dropped; the towers dispatch on
+`attn_implementation` like Transformers' CLIP; the forward compiles with `fullgraph=True` (a static cache decode).
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast, BaseModelOutputWithPooling, CausalLMOutputWithPast
 
-from ._compat import CACHE_NAME, resolve_cache
+from ._compat import CACHE_NAME, activation_checkpointing, attention_function, forget_load_renaming, resolve_cache
 from .export import auto_classes
 
 from .configuration_videollava import (
@@ -93,14 +99,32 @@ class VideoLlavaVisionEmbeddings(nn.Module):
         return torch.cat([cls, patches], dim=1) + self.position_embedding.weight.to(patches.dtype)  # (B, N, D)
 
 
+def eager_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """softmax(q k^T * scaling) v with the softmax in float32 (CLIP's eager path). q, k, v: (B, H, L, Dh) ->
+    ((B, L, H, Dh), weights (B, H, L, L)), the layout every kernel of Transformers' attention registry returns."""
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, H, L, L)
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
 class VideoLlavaVisionAttention(nn.Module):
-    """Multi-head self-attention over the second axis of a (B, L, D) tensor (patches, or frames)."""
+    """Multi-head self-attention over the second axis of a (B, L, D) tensor (patches, or frames).
+
+    The kernel follows the tower config's `_attn_implementation` (set by `attn_implementation=` at load time):
+    "eager" runs `eager_attention`, anything else ("sdpa", "flash_attention_2", "flex_attention", ...) is looked up
+    in Transformers' attention registry, as Transformers' CLIP does."""
 
     def __init__(self, config):
         super().__init__()
+        self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scale = self.head_dim**-0.5
         self.dropout = config.attention_dropout
+        self.is_causal = False  # read by the sdpa / flash kernels
         self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
@@ -113,9 +137,9 @@ class VideoLlavaVisionAttention(nn.Module):
             return t.view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
 
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
-        dropout = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)  # (B, H, L, Dh); scale = Dh ** -0.5
-        return self.out_proj(out.transpose(1, 2).reshape(b, length, d))
+        attend = attention_function(self.config, eager_attention)
+        out, _ = attend(self, q, k, v, None, scaling=self.scale, dropout=self.dropout if self.training else 0.0)
+        return self.out_proj(out.reshape(b, length, d))  # out: (B, L, H, Dh)
 
 
 class VideoLlavaVisionMLP(nn.Module):
@@ -174,8 +198,8 @@ class VideoLlavaVisionEncoder(nn.Module):
 
 
 class VideoLlavaVisionTower(nn.Module):
-    """A LanguageBind tower. `forward` returns hidden state number `feature_layer` in CLIP's numbering
-    (0 = embeddings after pre-LN, k = after layer k, -1 = last layer), running only the layers it needs."""
+    """A LanguageBind tower. `forward` returns its hidden states in CLIP's numbering (0 = embeddings after pre-LN,
+    k = after layer k, -1 = last layer) up to the deepest of `feature_layers`, running only the layers it needs."""
 
     def __init__(self, config, temporal: bool = False, num_frames: int = 8):
         super().__init__()
@@ -187,19 +211,24 @@ class VideoLlavaVisionTower(nn.Module):
         # Unused by Video-LLaVA (features come from an inner layer) but part of the checkpoints.
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def num_layers_to_run(self, feature_layer: int) -> int:
+    def layer_index(self, feature_layer: int) -> int:
+        """Position of hidden state `feature_layer` (negative counts from the end) in `forward`'s list."""
         total = len(self.encoder.layers)
         index = feature_layer if feature_layer >= 0 else total + 1 + feature_layer
         if not 0 <= index <= total:
             raise ValueError(f"vision_feature_layer={feature_layer} is out of range for a {total}-layer tower.")
         return index
 
-    def forward(self, pixel_values: torch.Tensor, feature_layer: int = -2, num_frames: int | None = None):
-        """pixel_values: (B*T, 3, H, W), frames of one video contiguous when `num_frames` is given."""
+    def forward(self, pixel_values: torch.Tensor, feature_layers=(-2,), num_frames: int | None = None):
+        """pixel_values: (B*T, 3, H, W), frames of one video contiguous when `num_frames` is given.
+        -> [hidden state 0, 1, ..., deepest requested], each (B*T, N, D)."""
+        depth = max(self.layer_index(layer) for layer in feature_layers)
         x = self.pre_layrnorm(self.embeddings(pixel_values))  # (B*T, N, D)
-        for layer in self.encoder.layers[: self.num_layers_to_run(feature_layer)]:
+        states = [x]
+        for layer in self.encoder.layers[:depth]:
             x = layer(x, num_frames)
-        return x
+            states.append(x)
+        return states
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -227,7 +256,9 @@ class VideoLlavaMultiModalProjector(nn.Module):
 
     def __init__(self, config: VideoLlavaConfig):
         super().__init__()
-        vision, text = config.vision_config.hidden_size, config.text_config.hidden_size
+        # the selected hidden states are concatenated: one vision width per feature layer
+        vision = config.vision_config.hidden_size * len(config.vision_feature_layers)
+        text = config.text_config.hidden_size
         self.linear_1 = nn.Linear(vision, text, bias=config.multimodal_projector_bias)
         self.act = ACT2FN[config.projector_hidden_act]
         self.linear_2 = nn.Linear(text, text, bias=config.multimodal_projector_bias)
@@ -245,11 +276,15 @@ class VideoLlavaPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["VideoLlavaVisionEncoderLayer"]
     _skip_keys_device_placement = [CACHE_NAME]
+    # Towers and language model dispatch on `attn_implementation` through Transformers' attention registry (the
+    # towers take no mask, so every registered kernel applies); the contract tests run eager, sdpa and flex.
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _can_compile_fullgraph = False
+    # `torch.compile(fullgraph=True)` traces prefill and decode: the placeholder-count check is a traced tensor
+    # check while compiling (see `_scatter`), and nothing else leaves the graph.
+    _can_compile_fullgraph = True
     _export_auto_class = "AutoModel"  # the Auto class an exported `auto_map` names for this class
 
     def save_pretrained(self, save_directory, *args, export_code: bool = False, **kwargs):
@@ -269,6 +304,10 @@ class VideoLlavaPreTrainedModel(PreTrainedModel):
           LanguageBind/Video-LLaVA-7B-hf) loads with temporal attention off, every key renamed by an anchored rule;
         - no weight is silently dropped or left random: unexpected, missing or mis-shaped keys raise a ValueError
           listing them (`strict=False` downgrades this to Transformers' usual warning).
+
+        Loading the base model (`VideoLlavaModel`, `AutoModel`) from a full checkpoint is normal: the head's keys
+        (`lm_head.*`) are reported as unexpected in the loading info but are not an error. With
+        `output_loading_info=True` nothing raises: `(model, info)` comes back for the caller to inspect.
         """
         strict = kwargs.pop("strict", True)
         want_info = kwargs.pop("output_loading_info", False)
@@ -280,16 +319,32 @@ class VideoLlavaPreTrainedModel(PreTrainedModel):
         model, info = super().from_pretrained(
             pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
         )
+        if kwargs.get("key_mapping") is not None:
+            forget_load_renaming(model)  # save in our layout, not the one the checkpoint was read from
+        if want_info:
+            return model, info
         problems = {k: sorted(map(str, info.get(k) or ())) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        if not hasattr(model, cls.base_model_prefix):  # a base model: the full model's head is expected to be left
+            problems["unexpected_keys"] = [k for k in problems["unexpected_keys"] if k not in _FULL_MODEL_HEAD_KEYS]
         problems = {k: v for k, v in problems.items() if v}
         if strict and problems:
             details = "; ".join(f"{k} ({len(v)}): {', '.join(v[:20])}{' ...' if len(v) > 20 else ''}" for k, v in problems.items())
             raise ValueError(
                 f"Loading {pretrained_model_name_or_path} into {cls.__name__} did not account for every weight: "
                 f"{details}. Check that the checkpoint matches the config (e.g. `video_temporal_attention`), convert "
-                "original checkpoints with `videollava-hf convert`, or pass strict=False to load anyway."
+                "original checkpoints with `videollava-hf convert`, or pass strict=False to load anyway "
+                "(output_loading_info=True returns the lists)."
             )
-        return (model, info) if want_info else model
+        return model
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Transformers' deprecated alias of `is_activation_checkpointing`, answered without its FutureWarning
+        because PEFT's `get_peft_model` reads it (see `_compat.activation_checkpointing`)."""
+        return activation_checkpointing(self)
+
+    def _return_dict(self, return_dict: bool | None) -> bool:
+        return self.config.return_dict if return_dict is None else return_dict
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -299,6 +354,33 @@ class VideoLlavaPreTrainedModel(PreTrainedModel):
         elif isinstance(module, VideoLlavaVisionEncoderLayer) and module.temporal:
             # LanguageBind's init for the temporal embedding.
             init.normal_(module.temporal_embedding, mean=0.0, std=module.temporal_embedding.shape[-1] ** -0.5)
+
+
+# Keys of VideoLlavaForConditionalGeneration outside its base model: a base-model load leaves them, by design.
+_FULL_MODEL_HEAD_KEYS = frozenset({"lm_head.weight"})
+
+# Keyword names that carry media. The model takes `pixel_values`, `pixel_values_images` (its older name) and
+# `pixel_values_videos`; any other `pixel_*` keyword or one of these names is refused, never dropped.
+_OTHER_MEDIA_NAMES = frozenset(
+    {"images", "image", "videos", "video", "audio", "input_features", "image_embeds", "video_embeds",
+     "mm_encoder_outputs"}
+)
+
+
+def refuse_unknown_media(kwargs: dict) -> None:
+    unknown = sorted(k for k in kwargs if k.startswith("pixel_") or k in _OTHER_MEDIA_NAMES)
+    if unknown:
+        raise TypeError(
+            f"Video-LLaVA does not take {', '.join(unknown)}: pass images as `pixel_values` (num_images, 3, H, W) and "
+            "videos as `pixel_values_videos` (num_videos, num_frames, 3, H, W), as VideoLlavaHfProcessor returns them."
+        )
+
+
+def one_of(value, alias, name: str, alias_name: str):
+    """`value`, or its older keyword `alias`; both at once is ambiguous."""
+    if value is not None and alias is not None:
+        raise ValueError(f"Pass images once, as `{name}` or as `{alias_name}` (its older name), not both.")
+    return value if value is not None else alias
 
 
 class VideoLlavaModel(VideoLlavaPreTrainedModel):
@@ -322,12 +404,43 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
         self.language_model.set_input_embeddings(value)
 
     # --- vision features ------------------------------------------------------------------------------
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> torch.Tensor:
-        """(I, 3, H, W) -> projected features (I, image_seq_length, text_hidden)."""
-        hidden = self.image_tower(pixel_values, self.config.vision_feature_layer)  # (I, 1 + P, Dv)
-        if self.config.vision_feature_select_strategy == "default":
-            hidden = hidden[:, 1:]  # drop CLS -> (I, P, Dv)
-        return self.multi_modal_projector(hidden)
+    def _feature_layers(self, vision_feature_layer) -> list[int]:
+        if vision_feature_layer is None:
+            return self.config.vision_feature_layers
+        return [vision_feature_layer] if isinstance(vision_feature_layer, int) else list(vision_feature_layer)
+
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        pixel_values_images: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        """(I, 3, H, W) -> `BaseModelOutputWithPooling` (a tuple with `return_dict=False`):
+
+        pooler_output: projected features (I, image_seq_length, text_hidden), what the prompt's `<image>` runs get;
+        last_hidden_state: the deepest tower state that ran (I, 1 + P, vision_hidden);
+        hidden_states (with `output_hidden_states=True`): tower states 0 .. deepest feature layer.
+        `vision_feature_layer` / `vision_feature_select_strategy` override the config's for this call."""
+        refuse_unknown_media(kwargs)
+        pixel_values = one_of(pixel_values, pixel_values_images, "pixel_values", "pixel_values_images")
+        if pixel_values is None:
+            raise ValueError("get_image_features needs `pixel_values` (num_images, 3, H, W).")
+        layers = self._feature_layers(vision_feature_layer)
+        strategy = vision_feature_select_strategy or self.config.vision_feature_select_strategy
+        states = self.image_tower(pixel_values, layers)  # [(I, 1 + P, Dv)] * (deepest + 1)
+        selected = torch.cat([states[self.image_tower.layer_index(k)] for k in layers], dim=-1)  # (I, 1 + P, k*Dv)
+        if strategy == "default":
+            selected = selected[:, 1:]  # drop CLS -> (I, P, k*Dv)
+        out = BaseModelOutputWithPooling(
+            last_hidden_state=states[-1],
+            pooler_output=self.multi_modal_projector(selected),
+            hidden_states=tuple(states) if output_hidden_states else None,
+        )
+        return out if self._return_dict(return_dict) else out.to_tuple()
 
     def get_video_features(
         self,
@@ -335,42 +448,58 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
         video_pooling: str | None = None,
         video_pool_stride: int | None = None,
         video_slowfast_every: int | None = None,
+        vision_feature_layer: int | list[int] | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> torch.Tensor:
-        """(V, T, 3, H, W) -> projected features (V, tokens, text_hidden), frames in temporal order.
+    ) -> BaseModelOutputWithPooling | tuple:
+        """(V, T, 3, H, W) -> `BaseModelOutputWithPooling` (a tuple with `return_dict=False`):
+
+        pooler_output: projected features (V, tokens, text_hidden), frames in temporal order (one row of tokens per
+        video, not per frame as in the built-in, because pooled frames can differ in size);
+        last_hidden_state: the deepest tower state that ran, (V*T, 1 + P, vision_hidden);
+        hidden_states (with `output_hidden_states=True`): tower states 0 .. deepest feature layer, each (V*T, ...).
 
         Without pooling, tokens = T * (patches + CLS). With temporal attention, frames attend within windows of
         `config.num_frames` (the length of the learned temporal embedding): T <= num_frames runs as one window,
         longer videos as consecutive windows in time order (the last one shorter when T is not a multiple).
         The pooling arguments override the config's `video_pooling` / `video_pool_stride` / `video_slowfast_every`
         for this call (the processor must be given the same ones, so the placeholder counts agree)."""
-        if pixel_values_videos.ndim != 5:
-            raise ValueError(
-                "pixel_values_videos must be (num_videos, num_frames, 3, H, W), got shape "
-                f"{tuple(pixel_values_videos.shape)}."
-            )
+        refuse_unknown_media(kwargs)
+        if pixel_values_videos is None or pixel_values_videos.ndim != 5:
+            shape = None if pixel_values_videos is None else tuple(pixel_values_videos.shape)
+            raise ValueError(f"pixel_values_videos must be (num_videos, num_frames, 3, H, W), got {shape}.")
         options = self.config.video_pooling_options(
             pooling=video_pooling, stride=video_pool_stride, slowfast_every=video_slowfast_every
         )
+        layers = self._feature_layers(vision_feature_layer)
         v, t = pixel_values_videos.shape[:2]
         window = self.config.num_frames if self.config.video_temporal_attention else t
-        chunks = []
+        windows = []  # per window: [(V, w, 1 + P, Dv)] * (deepest + 1)
         for start in range(0, t, window):
             clip = pixel_values_videos[:, start : start + window]  # (V, w, 3, H, W)
             w = clip.shape[1]
-            hidden = self.video_tower(clip.flatten(0, 1), self.config.vision_feature_layer, num_frames=w)
-            chunks.append(hidden.view(v, w, *hidden.shape[1:]))  # (V, w, 1 + P, Dv)
-        hidden = torch.cat(chunks, dim=1)  # (V, T, 1 + P, Dv)
+            states = self.video_tower(clip.flatten(0, 1), layers, num_frames=w)
+            windows.append([h.view(v, w, *h.shape[1:]) for h in states])
+        states = [torch.cat(per_layer, dim=1) for per_layer in zip(*windows)]  # [(V, T, 1 + P, Dv)] * (deepest + 1)
+        hidden = torch.cat([states[self.video_tower.layer_index(k)] for k in layers], dim=-1)  # (V, T, 1 + P, k*Dv)
         keep_cls = self.config.video_feature_select_strategy == "full"
         if not keep_cls:
             hidden = hidden[:, :, 1:]
         features = self.multi_modal_projector(hidden)  # (V, T, N, Dt)
         strides = frame_pool_strides(t, options["pooling"], options["stride"], options["slowfast_every"])
         if all(s == 1 for s in strides):
-            return features.flatten(1, 2)  # (V, T * N, Dt)
-        mode = options["pooling"] or "average"
-        frames = [pool_frame(features[:, i], strides[i], mode, keep_cls) for i in range(t)]
-        return torch.cat(frames, dim=1)  # (V, sum of per-frame tokens, Dt)
+            features = features.flatten(1, 2)  # (V, T * N, Dt)
+        else:
+            mode = options["pooling"] or "average"
+            frames = [pool_frame(features[:, i], strides[i], mode, keep_cls) for i in range(t)]
+            features = torch.cat(frames, dim=1)  # (V, sum of per-frame tokens, Dt)
+        out = BaseModelOutputWithPooling(
+            last_hidden_state=states[-1].flatten(0, 1),
+            pooler_output=features,
+            hidden_states=tuple(h.flatten(0, 1) for h in states) if output_hidden_states else None,
+        )
+        return out if self._return_dict(return_dict) else out.to_tuple()
 
     def _scatter(self, input_ids, inputs_embeds, features, token_id, kind, per_item):
         """Write `features` (n, L, D) into the positions of `token_id`, in order; refuse on a count mismatch."""
@@ -379,15 +508,20 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
         else:  # only embeddings were given: find the placeholder's embedding row
             placeholder = self.get_input_embeddings()(torch.tensor(token_id, device=inputs_embeds.device))
             mask = (inputs_embeds == placeholder).all(-1)
-        found = int(mask.sum())
         expected = features.shape[0] * features.shape[1]
-        if found != expected:
-            raise ValueError(
-                f"The prompt has {found} <{kind}> placeholder tokens, but the {features.shape[0]} {kind}(s) passed "
-                f"give {expected} feature tokens ({features.shape[1]} per {kind}; config expects {per_item}). Build "
-                f"inputs with VideoLlavaHfProcessor, which expands each <{kind}> to the right count, and pass one "
-                f"{kind} per placeholder."
-            )
+        if torch.compiler.is_compiling():
+            # `int(mask.sum())` would leave the graph (a data-dependent value); a traced check keeps it whole and
+            # still fails at run time on a mismatch (without the detailed message below).
+            torch._check_tensor_all(mask.sum() == expected)
+        else:
+            found = int(mask.sum())
+            if found != expected:
+                raise ValueError(
+                    f"The prompt has {found} <{kind}> placeholder tokens, but the {features.shape[0]} {kind}(s) "
+                    f"passed give {expected} feature tokens ({features.shape[1]} per {kind}; config expects "
+                    f"{per_item}). Build inputs with VideoLlavaHfProcessor, which expands each <{kind}> to the right "
+                    f"count, and pass one {kind} per placeholder."
+                )
         features = features.to(inputs_embeds.device, inputs_embeds.dtype).reshape(-1, inputs_embeds.shape[-1])
         return inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), features)
 
@@ -402,11 +536,26 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         past_key_values: Cache | None = None,
+        pixel_values_images: torch.FloatTensor | None = None,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
         video_pooling: str | None = None,
         video_pool_stride: int | None = None,
         video_slowfast_every: int | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> VideoLlavaModelOutputWithPast:
+    ) -> VideoLlavaModelOutputWithPast | tuple:
+        r"""
+        pixel_values (`(num_images, 3, 224, 224)`): images, one per `<image>` placeholder, in prompt order.
+        pixel_values_images: older name of `pixel_values` (Transformers' processor before v5.23).
+        pixel_values_videos (`(num_videos, num_frames, 3, 224, 224)`): videos, one per `<video>` placeholder.
+        vision_feature_layer / vision_feature_select_strategy: per-call overrides of the config's (the strategy
+            applies to images; videos follow `config.video_feature_select_strategy`).
+        video_pooling / video_pool_stride / video_slowfast_every: per-call overrides of the video token budget.
+        Any other media keyword raises a TypeError. `return_dict=False` returns `to_tuple()` of the output.
+        """
+        refuse_unknown_media(kwargs)
+        pixel_values = one_of(pixel_values, pixel_values_images, "pixel_values", "pixel_values_images")
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         if inputs_embeds is None:
@@ -414,7 +563,9 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
 
         image_features = video_features = None
         if pixel_values is not None:
-            image_features = self.get_image_features(pixel_values)
+            image_features = self.get_image_features(
+                pixel_values, vision_feature_layer, vision_feature_select_strategy, return_dict=True
+            ).pooler_output  # (I, image_seq_length, Dt)
             inputs_embeds = self._scatter(
                 input_ids, inputs_embeds, image_features, self.config.image_token_index, "image",
                 self.config.image_seq_length,
@@ -422,7 +573,9 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
         if pixel_values_videos is not None:
             pooling = {"video_pooling": video_pooling, "video_pool_stride": video_pool_stride,
                        "video_slowfast_every": video_slowfast_every}
-            video_features = self.get_video_features(pixel_values_videos, **pooling)
+            video_features = self.get_video_features(
+                pixel_values_videos, **pooling, vision_feature_layer=vision_feature_layer, return_dict=True
+            ).pooler_output  # (V, tokens, Dt)
             options = self.config.video_pooling_options(
                 pooling=video_pooling, stride=video_pool_stride, slowfast_every=video_slowfast_every
             )
@@ -438,9 +591,10 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
             **{CACHE_NAME: resolve_cache(cache, past_key_values)},
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
-        return VideoLlavaModelOutputWithPast(
+        out = VideoLlavaModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
             **{CACHE_NAME: outputs.get(CACHE_NAME)},
             hidden_states=outputs.hidden_states,
@@ -448,12 +602,14 @@ class VideoLlavaModel(VideoLlavaPreTrainedModel):
             image_hidden_states=image_features,
             video_hidden_states=video_features,
         )
+        return out if self._return_dict(return_dict) else out.to_tuple()
 
 
 class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMixin):
     """Video-LLaVA with its language-modeling head; `generate()` runs the towers once, at prefill."""
 
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}  # as the built-in: shard the vocabulary, gather the logits
     _export_auto_class = "AutoModelForImageTextToText"
 
     def __init__(self, config: VideoLlavaConfig):
@@ -474,10 +630,12 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
     def set_output_embeddings(self, value):
         self.lm_head = value
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> torch.Tensor:
-        return self.model.get_image_features(pixel_values)
+    def get_image_features(self, pixel_values: torch.Tensor | None = None, **kwargs):
+        """See `VideoLlavaModel.get_image_features`."""
+        return self.model.get_image_features(pixel_values, **kwargs)
 
-    def get_video_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> torch.Tensor:
+    def get_video_features(self, pixel_values_videos: torch.Tensor, **kwargs):
+        """See `VideoLlavaModel.get_video_features`."""
         return self.model.get_video_features(pixel_values_videos, **kwargs)
 
     def forward(
@@ -497,8 +655,9 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
         video_pooling: str | None = None,
         video_pool_stride: int | None = None,
         video_slowfast_every: int | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> VideoLlavaCausalLMOutputWithPast:
+    ) -> VideoLlavaCausalLMOutputWithPast | tuple:
         r"""
         pixel_values (`(num_images, 3, 224, 224)`): images, one per `<image>` placeholder, in prompt order.
         pixel_values_videos (`(num_videos, num_frames, 3, 224, 224)`): videos, one per `<video>` placeholder.
@@ -507,9 +666,9 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
         logits_to_keep: compute logits only for the last `n` positions (0 = all), saving memory at prefill.
         video_pooling / video_pool_stride / video_slowfast_every: per-call overrides of the config's video token
             budget settings (give the processor the same ones).
+        Other keywords (`vision_feature_layer`, `output_hidden_states`, ...) go to `VideoLlavaModel.forward`; any
+        other media keyword raises. `return_dict=False` returns `to_tuple()` of the output.
         """
-        if pixel_values is None:
-            pixel_values = pixel_values_images
         outputs = self.model(
             input_ids=input_ids,
             pixel_values=pixel_values,
@@ -519,9 +678,11 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
             cache=resolve_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            pixel_values_images=pixel_values_images,
             video_pooling=video_pooling,
             video_pool_stride=video_pool_stride,
             video_slowfast_every=video_slowfast_every,
+            return_dict=True,
             **kwargs,
         )
         hidden = outputs.last_hidden_state
@@ -536,7 +697,7 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
             )
-        return VideoLlavaCausalLMOutputWithPast(
+        out = VideoLlavaCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
             **{CACHE_NAME: outputs.get(CACHE_NAME)},
@@ -545,6 +706,7 @@ class VideoLlavaForConditionalGeneration(VideoLlavaPreTrainedModel, GenerationMi
             image_hidden_states=outputs.image_hidden_states,
             video_hidden_states=outputs.video_hidden_states,
         )
+        return out if self._return_dict(return_dict) else out.to_tuple()
 
 
 __all__ = [

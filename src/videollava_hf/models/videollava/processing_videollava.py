@@ -38,6 +38,7 @@ from .configuration_videollava import (
     video_token_count,
 )
 from .export import auto_classes
+from .image_processing_videollava import STEP_KEYS
 from .video_processing_videollava import FRAME_POLICY_KEYS
 
 PROMPT_ENCODINGS = ("original", "transformers")
@@ -277,11 +278,12 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         tokenizer's in both encodings."""
         if audio is not None:
             raise ValueError("Video-LLaVA does not take audio; drop the `audio` argument.")
-        video_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in FRAME_POLICY_KEYS or k == "resample_mode"}
-        image_kwargs = {k: kwargs.pop(k) for k in ("do_pad_to_square", "timeout") if k in kwargs}
-        # Transformers' apply_chat_template adds do_sample_frames=True next to num_frames / fps; the reader always
-        # samples by the frame policy, so the flag carries nothing here.
-        kwargs.pop("do_sample_frames", None)
+        # Preprocessing switches (Transformers' names) go to both processors, the frame policy to the video one.
+        # Transformers' apply_chat_template adds do_sample_frames=True next to num_frames / fps: sampling by the frame
+        # policy, which is what the video processor does with it.
+        steps = {k: kwargs.pop(k) for k in STEP_KEYS if k in kwargs}
+        video_kwargs = {**steps, **{k: kwargs.pop(k) for k in list(kwargs) if k in (*FRAME_POLICY_KEYS, "do_sample_frames")}}
+        image_kwargs = {**steps, **{k: kwargs.pop(k) for k in ("do_pad_to_square", "timeout") if k in kwargs}}
         videos = group_per_sample(videos, text, self.video_token)
         data: dict = {}
         num_images = num_video_frames = 0

@@ -24,8 +24,11 @@ from .image_processing_videollava import (
     RESAMPLE_MODES,
     _as_int_size,
     center_crop,
-    normalize,
+    channel_values,
+    not_rgb_error,
+    rescale_and_normalize,
     resize_transformers_style,
+    rgb_from,
     short_side_size,
     to_uint8_chw,
 )
@@ -44,10 +47,15 @@ class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
 
     Args:
         num_frames (`int`): frames sampled per video (8).
-        size, crop_size (`int`): short side after resizing and side of the centre crop (224).
+        do_sample_frames (`bool`): sample `num_frames` frames (True) or keep every frame of the video (False, as
+            Transformers' video processors; then no frame-policy keyword may be given).
+        size, crop_size (`int` or Transformers' size dicts): short side after resizing and side of the centre crop.
         resample_mode (`"original"` | `"transformers"`): see the module docstring.
         random_flip_p (`float`): probability of LanguageBind's random horizontal flip (0: off, deterministic).
-        image_mean, image_std: CLIP's normalisation constants.
+        image_mean, image_std (one number or three): CLIP's normalisation constants.
+        do_resize, do_center_crop, do_rescale (with `rescale_factor`, 1/255), do_normalize, do_convert_rgb: each
+            step can be switched off, as in Transformers' video processors (all on by default), also per call.
+            Decoded videos are always RGB; `do_convert_rgb` acts on frames given as grey or RGBA arrays.
     """
 
     model_input_names = ["pixel_values_videos"]
@@ -59,8 +67,15 @@ class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
         crop_size: int = 224,
         resample_mode: str = "original",
         random_flip_p: float = 0.0,
-        image_mean: Sequence[float] = OPENAI_CLIP_MEAN,
-        image_std: Sequence[float] = OPENAI_CLIP_STD,
+        image_mean: Sequence[float] | float = OPENAI_CLIP_MEAN,
+        image_std: Sequence[float] | float = OPENAI_CLIP_STD,
+        do_sample_frames: bool = True,
+        do_resize: bool = True,
+        do_center_crop: bool = True,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        do_convert_rgb: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -71,18 +86,34 @@ class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
         self.crop_size = _as_int_size(crop_size, "crop_size")
         self.resample_mode = resample_mode
         self.random_flip_p = float(random_flip_p)
-        self.image_mean = list(image_mean)
-        self.image_std = list(image_std)
+        self.image_mean = channel_values(image_mean, "image_mean")
+        self.image_std = channel_values(image_std, "image_std")
+        self.do_sample_frames = bool(do_sample_frames)
+        self.do_resize = bool(do_resize)
+        self.do_center_crop = bool(do_center_crop)
+        self.do_rescale = bool(do_rescale)
+        self.rescale_factor = float(rescale_factor)
+        self.do_normalize = bool(do_normalize)
+        self.do_convert_rgb = bool(do_convert_rgb)
 
     def __call__(self, videos, **kwargs) -> BatchFeature:
         return self.preprocess(videos, **kwargs)
 
     def preprocess(self, videos, return_tensors: str | None = "pt", return_metadata: bool = False, **kwargs):
         policy = {k: kwargs.pop(k) for k in FRAME_POLICY_KEYS if k in kwargs}
-        policy.setdefault("num_frames", self.num_frames)
         settings = {**self.to_dict(), **kwargs}
+        if settings["do_sample_frames"]:
+            policy.setdefault("num_frames", self.num_frames)
+        elif policy:
+            raise ValueError(
+                f"do_sample_frames=False keeps every frame, but frame-policy keywords were given too: {sorted(policy)}. "
+                "Drop them, or leave do_sample_frames=True."
+            )
+        else:
+            policy = {"num_frames": None}  # the reader keeps every frame
         clips, metadata = [], []
         for i, video in enumerate(split_videos(videos)):
+            video = rgb_video(video, settings["do_convert_rgb"], f"videos[{i}]")
             frames, meta = read_frames(video, policy, f"videos[{i}]")
             clips.append(self.process_frames(frames, settings))
             metadata.append(meta)
@@ -99,22 +130,31 @@ class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
         return out
 
     def process_frames(self, frames: torch.Tensor, settings: dict | None = None) -> torch.Tensor:
-        """(T, 3, H, W) uint8 -> (T, 3, crop, crop) float32, all frames in one batched call."""
+        """(T, 3, H, W) uint8 -> (T, 3, crop, crop) float32, all frames in one batched call: resize, crop, rescale,
+        normalise (each step switchable)."""
         s = {**self.to_dict(), **(settings or {})}
         size, crop = _as_int_size(s["size"], "size"), _as_int_size(s["crop_size"], "crop_size")
+        resize, crop_it = s.get("do_resize", True), s.get("do_center_crop", True)
         if s["resample_mode"] == "original":
             # LanguageBind normalises before resizing. Bilinear interpolation without antialias is a convex
             # combination of pixels, so it commutes with the per-channel affine normalisation: resizing first is
             # the same computation (up to float rounding, ~1e-6) on 5-20x fewer pixels.
-            out_hw = short_side_size(frames.shape[-2], frames.shape[-1], size, formula="pytorchvideo")
-            x = F.interpolate(frames.float(), size=out_hw, mode="bilinear", align_corners=False)
-            x = normalize(center_crop(x, crop, rounded=True), s["image_mean"], s["image_std"], scale=255.0)
+            x = frames.float()
+            if resize:
+                out_hw = short_side_size(frames.shape[-2], frames.shape[-1], size, formula="pytorchvideo")
+                x = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False)
+            if crop_it:
+                x = center_crop(x, crop, rounded=True)
+            x = rescale_and_normalize(x, s)
             if s["random_flip_p"] > 0 and torch.rand(()) < s["random_flip_p"]:
                 x = x.flip(-1)  # one coin for the whole clip, like RandomHorizontalFlipVideo
             return x.contiguous()
-        out_hw = short_side_size(frames.shape[-2], frames.shape[-1], size)
-        x = center_crop(resize_transformers_style(frames, out_hw), crop, rounded=False)
-        return normalize(x, s["image_mean"], s["image_std"], scale=255.0)
+        x = frames
+        if resize:
+            x = resize_transformers_style(x, short_side_size(frames.shape[-2], frames.shape[-1], size))
+        if crop_it:
+            x = center_crop(x, crop, rounded=False)
+        return rescale_and_normalize(x, s)
 
 
 def _is_frame(x) -> bool:
@@ -132,6 +172,17 @@ def split_videos(videos) -> list:
             return [list(videos)]
         return list(videos)
     return [videos]
+
+
+def rgb_video(video, convert_rgb: bool, name: str):
+    """A video given as a (F, H, W, 1 | 4) array / tensor becomes RGB with `convert_rgb` (grey repeated, RGBA
+    blended onto white, as Transformers), or is refused without it; every other source passes through (the reader
+    decodes to RGB)."""
+    if isinstance(video, (np.ndarray, torch.Tensor)) and video.ndim == 4 and video.shape[-1] in (1, 4):
+        if not convert_rgb:
+            raise not_rgb_error(name, f"a video of {video.shape[-1]}-channel frames")
+        return rgb_from(torch.as_tensor(video)).contiguous()
+    return video
 
 
 def read_frames(video, policy: dict, name: str):
