@@ -312,3 +312,24 @@ def test_describe_clear_errors(capsys, tmp_path, checkpoint):
     code, _, err = run_cli(capsys, "describe", str(tmp_path / "empty"), "--out", str(tmp_path / "a.jsonl"),
                            "--model", str(checkpoint))
     assert code == 2 and "no videos or images found" in err
+
+
+def test_toy_model_notice_once_for_media_outside_the_demo_world(capsys, tmp_path, checkpoint):
+    """The default demo model on a user's own file: one line on stderr naming --model; none for the bundled clip or
+    for files the synthetic world wrote, and none with another model."""
+    from shutil import copyfile
+
+    from videollava_hf.demo import TOY_MODEL_NOTICE, sample_video_path, toy_model_notice
+
+    own = tmp_path / "holiday.mp4"
+    copyfile(sample_video_path(), own)
+    code, _, err = run_cli(capsys, "ask", str(own), "What colour is the shape?", "--max-new-tokens", "2")
+    assert code == 0, err
+    assert err.count(TOY_MODEL_NOTICE) == 1 and "--model" in TOY_MODEL_NOTICE
+    code, _, err = run_cli(capsys, "ask", "sample", "What colour is the shape?", "--max-new-tokens", "2")
+    assert code == 0 and TOY_MODEL_NOTICE not in err
+    code, _, err = run_cli(capsys, "ask", str(own), "What?", "--model", str(checkpoint), "--max-new-tokens", "2")
+    assert code == 0 and TOY_MODEL_NOTICE not in err
+    assert toy_model_notice(None, [sample_video_path(), own]) == TOY_MODEL_NOTICE
+    assert toy_model_notice(None, tmp_path / "synth-s3-video-000001.mp4") is None
+    assert toy_model_notice(None, None) is None

@@ -119,14 +119,13 @@ def test_page_messages_for_bad_files_and_budgets(tiny_engine, tmp_path):
         list(tiny_engine.stream(tiny_engine.new_session(None, VisionSettings(8)), "  "))
 
 
-def test_the_page_uses_the_demo_packages_notice_when_it_has_one(monkeypatch):
-    import videollava_hf.demo
+def test_the_page_names_the_toy_model_and_how_to_pass_a_real_one(tmp_path):
+    from videollava_hf.demo import demo_model_dir, is_demo_model
     from videollava_hf.webdemo.app import TOY_MODEL_NOTE, toy_model_note
 
-    assert toy_model_note() == (videollava_hf.demo.toy_model_notice() if hasattr(videollava_hf.demo,
-                                                                                 "toy_model_notice") else TOY_MODEL_NOTE)
-    monkeypatch.setattr(videollava_hf.demo, "toy_model_notice", lambda: "A <toy> model.", raising=False)
-    assert toy_model_note() == "A &lt;toy&gt; model."
+    assert toy_model_note() == TOY_MODEL_NOTE
+    assert "toy model" in TOY_MODEL_NOTE.lower() and "--model" in TOY_MODEL_NOTE
+    assert is_demo_model(None) and is_demo_model(demo_model_dir()) and not is_demo_model(tmp_path)
 
 
 def test_demo_command_errors_are_one_line(capsys, monkeypatch):

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 
 from ..demo import sample_video_path
-from .common import SAMPLE, CommandError, add_model_arguments, answer, build_pipeline, media_item, media_kind, run_command
+from .common import (
+    SAMPLE,
+    CommandError,
+    add_model_arguments,
+    answer,
+    build_pipeline,
+    media_item,
+    media_kind,
+    run_command,
+    warn_if_toy_model,
+)
 
 
 # --- the command -------------------------------------------------------------------------------------------------
@@ -18,6 +28,7 @@ def ask(args: argparse.Namespace) -> int:
         args.media = str(sample_video_path())
     kind = media_kind(args.media)
     pipe = build_pipeline(args)
+    warn_if_toy_model(args, args.media)
     messages = [{"role": "user", "content": [media_item(args.media, kind), {"type": "text", "text": args.question}]}]
     reply = answer(pipe, messages, args, stream=not args.no_stream)
     if args.no_stream:

@@ -19,6 +19,7 @@ from .common import (
     media_item,
     media_kind,
     run_command,
+    warn_if_toy_model,
 )
 
 EXIT_WORDS = frozenset({"exit", "quit", "/exit", "/quit"})
@@ -40,6 +41,7 @@ def chat(args: argparse.Namespace) -> int:
         raise CommandError("--max-new-tokens must be at least 1.")
     kind = media_kind(args.media) if args.media else None
     pipe = build_pipeline(args)
+    warn_if_toy_model(args, args.media)
     interactive = sys.stdin.isatty()
     if interactive:
         print("Type a question and press Enter; 'exit' or Ctrl-D ends the chat.", file=sys.stderr)

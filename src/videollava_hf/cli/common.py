@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..demo import demo_model_dir
+from ..demo import demo_model_dir, toy_model_notice
 # Extensions decide image vs video without opening the file; anything else is sniffed (see `media_kind`).
 from ..models.videollava.media_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
@@ -195,6 +195,13 @@ def frame_policy(args: argparse.Namespace) -> dict:
     return {} if getattr(args, "num_frames", None) is None else {"num_frames": args.num_frames}
 
 
+def warn_if_toy_model(args: argparse.Namespace, media) -> None:
+    """Say once, on stderr, that the default demo model only knows its synthetic world when `media` is not from it."""
+    notice = toy_model_notice(getattr(args, "model", None), media)
+    if notice:
+        print(notice, file=sys.stderr)
+
+
 def make_streamer(pipe):
     """A TextStreamer printing only the answer (skip_prompt), without the space the model starts it with; it ends
     the answer with a newline."""
@@ -308,4 +315,5 @@ __all__ = [
     "resolve_device_and_dtype",
     "resolve_model",
     "run_command",
+    "warn_if_toy_model",
 ]

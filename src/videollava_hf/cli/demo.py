@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..demo import is_demo_model
 from .common import DTYPES, CommandError, build_pipeline, run_command
 
 INSTALL_HINT = 'the web demo needs Gradio: pip install "videollava-hf[demo]" (or pip install gradio).'
@@ -27,7 +28,7 @@ def demo(args: argparse.Namespace) -> int:
 
     pipe = build_pipeline(args)  # the model and processor, loaded and checked as `videollava-hf ask` does
     name = "the bundled demo model" if args.model is None else args.model
-    engine = DemoEngine(pipe.model, pipe.processor, model_name=name, is_demo_model=args.model is None)
+    engine = DemoEngine(pipe.model, pipe.processor, model_name=name, is_demo_model=is_demo_model(args.model))
     app = build_app(engine)
     print(f"Starting the Video-LLaVA demo on http://{args.host}:{args.port}/ ({engine.model_name}); "
           "Ctrl-C stops it.", file=sys.stderr)

@@ -34,6 +34,7 @@ from .common import (
     load_model,
     model_spec,
     run_command,
+    warn_if_toy_model,
 )
 
 DEFAULT_QUESTIONS = {"video": "Describe this video in detail.", "image": "Describe this image in detail."}
@@ -187,6 +188,8 @@ def describe(args: argparse.Namespace) -> int:
         quiet_ray()
         processor = load_processor(spec.model_id)
     runner = Runner(model, processor, settings)
+    if shard.rank == 0:
+        warn_if_toy_model(args, [job[1] for job in jobs if isinstance(job[1], (str, Path))])
     plan = batch_plan(len(jobs), args.batch_size)
     batches = answer_batches(
         [request_for(job) for job in jobs], plan, settings, processor=processor, batches=shard.batches(plan),

@@ -8,8 +8,8 @@ held-out evaluation; `demo/build_demo_model.py` trains it with the project's own
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,52 @@ def evaluate_synthetic(model, processor, records: list[dict[str, Any]], media: d
     return {"accuracy": accuracy, "overall": overall, "counts": dict(total)}
 
 
+TOY_MODEL_NOTICE = (
+    "Note: the default model is a toy demo (about 1M parameters) that knows only the synthetic shapes of "
+    "videollava_hf.demo.synthetic (coloured circles, squares and triangles that move); about other media its answers "
+    "mean nothing. Pass a real checkpoint with --model, e.g. --model LanguageBind/Video-LLaVA-7B-hf."
+)
+# Media the demo model does know: the bundled sample clip and files written by videollava_hf.demo.synthetic.
+_SYNTHETIC_NAME = re.compile(r"synth-s\d+-(?:video|image)-\d+\.(?:mp4|png)")
+
+
+def is_demo_model(model: str | Path | None) -> bool:
+    """True for the bundled demo model: None (the CLI's default) or a path to `demo_model_dir()`."""
+    if model is None:
+        return True
+    try:
+        return Path(model).expanduser().resolve() == demo_model_dir().resolve()
+    except OSError:
+        return False
+
+
+def is_synthetic_media(path: str | Path) -> bool:
+    """True for the bundled sample clip and for files named the way `videollava_hf.demo.synthetic` writes them."""
+    file = Path(path).expanduser()
+    try:
+        if file.resolve() == sample_video_path().resolve():
+            return True
+    except OSError:
+        return False
+    return bool(_SYNTHETIC_NAME.fullmatch(file.name))
+
+
+def toy_model_notice(model: str | Path | None, media) -> str | None:
+    """The notice to show once (stderr, or the web demo's page) when the demo model is asked about media from outside
+    its synthetic world; None when no notice is due. `model`: the model path or id (None: the default demo model);
+    `media`: one path or several (None or empty: a text-only chat, no notice)."""
+    if not is_demo_model(model) or not media:
+        return None
+    paths = [media] if isinstance(media, (str, Path)) else list(media)
+    return TOY_MODEL_NOTICE if any(not is_synthetic_media(p) for p in paths) else None
+
+
+
 __all__ = [
+    "TOY_MODEL_NOTICE",
+    "is_demo_model",
+    "is_synthetic_media",
+    "toy_model_notice",
     "DEMO_IMAGE_SIZE",
     "DEMO_NUM_FRAMES",
     "demo_config",

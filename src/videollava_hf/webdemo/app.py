@@ -78,11 +78,8 @@ def error_html(text: str) -> str:
 
 
 def toy_model_note() -> str:
-    """The notice the page shows for the bundled model (the demo-model package's helper when it has one)."""
-    from .. import demo
-
-    helper = getattr(demo, "toy_model_notice", None)
-    return html.escape(helper()) if callable(helper) else TOY_MODEL_NOTE
+    """The notice the page shows for the bundled model (the page's wording of `demo.TOY_MODEL_NOTICE`)."""
+    return TOY_MODEL_NOTE
 
 
 def settings_from(frames, pooling, stride, slowfast) -> VisionSettings:
