@@ -223,15 +223,11 @@ def test_max_tokens_cuts_with_finish_reason_length(server):
         ([_video_message("ftp://example.com/clip.mp4")], 8, "unsupported URL scheme"),
         ([{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}], 8,
          "not supported"),
-        ([_video_message("VIDEO")], 5000, "context"),
+        ([_video_message(sample_video_path().as_uri())], 5000, "context"),
         ([{"role": "user", "content": "colour " * 3000}], 8, "context"),
     ],
 )
 def test_bad_requests_get_400_with_a_reason(server, messages, max_tokens, needle):
-    if messages[0]["content"][0:1] and isinstance(messages[0]["content"], list):
-        part = messages[0]["content"][0]
-        if part.get("video_url", {}).get("url") == "VIDEO":
-            part["video_url"]["url"] = sample_video_path().as_uri()
     with pytest.raises(openai.BadRequestError) as info:
         server.chat.completions.create(model=MODEL, messages=messages, max_tokens=max_tokens)
     assert needle in info.value.message
@@ -249,3 +245,15 @@ def test_image_url_that_is_a_video_and_unknown_model(server):
     with pytest.raises(openai.NotFoundError) as info:
         server.chat.completions.create(model="gpt-4o", messages=[_video_message(sample_video_path().as_uri())])
     assert MODEL in info.value.message
+
+
+def test_docs_snippet_runs(server, capsys):
+    """docs/serving.md's Python snippet, run as written against this server (only the port differs)."""
+    import re
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", docs, re.S).group(1)
+    assert "http://127.0.0.1:8000/v1" in snippet
+    exec(compile(snippet.replace("http://127.0.0.1:8000/v1", str(server.base_url).rstrip("/")), "serving.md", "exec"),
+         {})
+    assert capsys.readouterr().out == "red\nred"
