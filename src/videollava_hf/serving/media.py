@@ -1,14 +1,12 @@
 """OpenAI content-part URLs -> media the processor reads: http(s)://, file:// and data: URLs.
 
-Kept small on purpose: images become PIL images through the pipeline's `load_image`, videos stay bytes or a path
-for the processor's video reader (`video_io.load_video`), so the day the project has one media loader (#12) only
-these two functions change.
+Kept small on purpose: the project's media loader (`models/videollava/media_io.py`) decodes `data:` URLs and images;
+videos stay bytes or a path for the processor's video reader (`video_io.load_video`). What is added here is what a
+server needs on top: a size cap on downloads and `file://` only under the directories the operator allowed.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import urllib.parse
 import urllib.request
@@ -42,24 +40,22 @@ def load_part(kind: str, url: str, where: str, local_dirs: Sequence[Path] = (), 
             f"{', '.join(s + ':' for s in URL_SCHEMES)}."
         )
     if kind == "image":
-        from ..models.videollava.pipeline_video_text_to_text import load_image
+        from ..models.videollava.media_io import load_image
 
-        return load_image(payload, timeout=timeout, name=where)  # PIL image; ValueError if Pillow cannot read it
+        try:
+            return load_image(payload, timeout=timeout)  # an RGB PIL image
+        except (ValueError, OSError) as err:  # ImageDecodeError is a ValueError
+            raise MediaError(f"{where}: {err}") from err
     return payload  # bytes or a path: the video processor decodes it (VideoDecodeError, a ValueError)
 
 
 def _data_url_bytes(url: str, where: str) -> bytes:
-    # data:[<mediatype>][;base64],<data>  (RFC 2397)
-    header, sep, data = url.partition(",")
-    if not sep:
-        raise MediaError(f"{where}: malformed data: URL (no ',' between header and data).")
-    if header.endswith(";base64"):
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as err:
-            raise MediaError(f"{where}: the data: URL is not valid base64 ({err}).") from err
-    else:
-        raw = urllib.parse.unquote_to_bytes(data)
+    from ..models.videollava.media_io import decode_data_url
+
+    try:
+        raw = decode_data_url(url)
+    except ValueError as err:
+        raise MediaError(f"{where}: {err}") from err
     if not raw:
         raise MediaError(f"{where}: the data: URL is empty.")
     return raw
