@@ -23,8 +23,9 @@ def parts():
 
 
 def _features(out) -> torch.Tensor:
-    # A tensor today; a BaseModelOutputWithPooling once the contracts issue (#10) lands (features in pooler_output).
-    return out.pooler_output if isinstance(out, ModelOutput) else out
+    # vLLM's Transformers backend reads the projected features from a ModelOutput (pooler_output).
+    assert isinstance(out, ModelOutput), type(out)
+    return out.pooler_output
 
 
 def _image(h, w, seed):
