@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each name is a module in videollava_hf.cli with a `register(subparsers)` function.
-COMMANDS: tuple[str, ...] = ("ask", "chat", "describe", "train", "convert", "card", "eval", "demo")
+COMMANDS: tuple[str, ...] = ("ask", "chat", "describe", "train", "convert", "card", "eval", "demo", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,9 +66,15 @@ def forget_load_renaming(model) -> None:
         model._weight_conversions = None
 
 
+# What `ProcessorMixin._get_num_multimodal_tokens` returns: vLLM's Transformers backend reads it to size the
+# placeholder runs. Documented by Transformers as "aimed to be used only in vLLM" and open to change; present in 5.23
+# and 5.24. Keep while the processor offers `_get_num_multimodal_tokens`.
+from transformers.processing_utils import MultiModalData  # noqa: E402
+
 __all__ = [
     "ALL_ATTENTION_FUNCTIONS",
     "CACHE_NAME",
+    "MultiModalData",
     "activation_checkpointing",
     "attention_function",
     "custom_object_save",

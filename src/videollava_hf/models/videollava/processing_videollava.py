@@ -73,6 +73,9 @@ SYSTEM_PROMPT = (
 # `add_system_prompt=False` gives the built-in docs' prompt "USER: <video>\n{q} ASSISTANT:".
 # A user turn's media placeholders come first, joined with nothing and followed by one "\n", then its text: the
 # original writes `''.join(placeholders) + '\n' + question` (serve/cli.py), e.g. "<image><video>\nCompare them.".
+# `{% generation %}` marks each assistant reply: " {answer}</s>", all that follows "ASSISTANT:", the original's
+# training target (the stop included), so `apply_chat_template(..., return_assistant_tokens_mask=True)` and TRL's
+# `assistant_only_loss=True` work.
 CHAT_TEMPLATE = """\
 {%- set ns = namespace(system='SYSTEM') -%}
 {%- if add_system_prompt is defined and not add_system_prompt -%}{%- set ns.system = '' -%}{%- endif -%}
@@ -86,10 +89,11 @@ CHAT_TEMPLATE = """\
 {%- if ns.system -%}{{ ns.system + ' ' }}{%- endif -%}
 {%- for message in loop_messages -%}
     {%- if message['role'] == 'user' -%}{{ 'USER: ' }}
-    {%- elif message['role'] == 'assistant' -%}{{ 'ASSISTANT: ' }}
+    {%- elif message['role'] == 'assistant' -%}{{ 'ASSISTANT:' }}
     {%- else -%}{{ raise_exception('Video-LLaVA chats have user and assistant turns (and one leading system '
         + 'message); got role ' + message['role']) }}
     {%- endif -%}
+    {%- set rendered -%}
     {%- if message['content'] is string -%}{{ message['content'] }}
     {%- else -%}
         {%- set media = message['content'] | selectattr('type', 'in', ['image', 'video'])
@@ -97,7 +101,9 @@ CHAT_TEMPLATE = """\
         {%- if media -%}{{ '<' + media | join('><') + '>\\n' }}{%- endif -%}
         {{- message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -}}
     {%- endif -%}
-    {%- if message['role'] == 'user' -%}{{ ' ' }}{%- else -%}{{ '</s>' }}{%- endif -%}
+    {%- endset -%}
+    {%- if message['role'] == 'user' -%}{{ rendered + ' ' }}
+    {%- else -%}{%- generation -%}{{ ' ' + rendered + '</s>' }}{%- endgeneration -%}{%- endif -%}
 {%- endfor -%}
 {%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}
 """.replace("SYSTEM", SYSTEM_PROMPT.replace("'", "\\'"))
@@ -126,6 +132,10 @@ def group_per_sample(videos, text, video_token: str):
         return videos
     flat = [video for group in videos for video in group]
     return flat or None
+
+
+def _none_if_empty(value):
+    return None if isinstance(value, (list, tuple)) and len(value) == 0 else value
 
 
 def timestamp_sentence(metadata) -> str:
@@ -265,6 +275,7 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         video_slowfast_every: int | None = None,
         add_timestamps: bool = False,
         prompt_encoding: str | None = None,
+        return_text_replacement_offsets: bool = False,
         **kwargs,
     ) -> BatchFeature:
         """`text`: a prompt or a list of prompts with `<image>` / `<video>` placeholders; `images` / `videos`: one
@@ -275,8 +286,14 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         after each `<video>` when its frames were taken ("The video lasts for X seconds, and N frames are
         uniformly sampled from it. These frames are located at ...")). `prompt_encoding` overrides the processor's
         setting for this call. Padding, truncation (never through a media run) and attention masks behave as the
-        tokenizer's in both encodings."""
-        if audio is not None:
+        tokenizer's in both encodings.
+
+        `return_text_replacement_offsets=True` (with `return_offsets_mapping=True`, as `apply_chat_template(...,
+        return_assistant_tokens_mask=True)` asks) also returns where each placeholder's expansion sits, so assistant
+        masks computed on the unexpanded prompt land on the right tokens. Empty media lists mean none."""
+        # Harnesses such as lmms-eval always pass images=[], videos=[], audios=[].
+        images, videos = _none_if_empty(images), _none_if_empty(videos)
+        if _none_if_empty(audio) is not None or _none_if_empty(kwargs.pop("audios", None)) is not None:
             raise ValueError("Video-LLaVA does not take audio; drop the `audio` argument.")
         # Preprocessing switches (Transformers' names) go to both processors, the frame policy to the video one.
         # Transformers' apply_chat_template adds do_sample_frames=True next to num_frames / fps: sampling by the frame
@@ -321,7 +338,14 @@ class VideoLlavaHfProcessor(ProcessorMixin):
                 **kwargs,
             )
             data.update(encoding)
-        result = BatchFeature(data, tensor_type=return_tensors)
+            if return_text_replacement_offsets:
+                if add_timestamps:
+                    raise ValueError("return_text_replacement_offsets (assistant masks) and add_timestamps=True "
+                                     "cannot be combined; write the time sentence into the prompt instead.")
+                data["text_replacement_offsets"] = [
+                    self.replacement_offsets(t, num_video_frames or None, **pooling) for t in texts
+                ]
+        result = BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=["text_replacement_offsets"])
         if videos is not None:  # per-call budget overrides travel with the inputs to the model
             for key, value in (("video_pooling", video_pooling), ("video_pool_stride", video_pool_stride),
                                ("video_slowfast_every", video_slowfast_every)):
@@ -335,6 +359,44 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         """Replace each `<image>` / `<video>` with the run of tokens its features occupy."""
         runs = self._runs(num_frames, **pooling)
         return self._placeholder_pattern().sub(lambda m: m.group(0) * runs[m.group(0)][1], text)
+
+    def replacement_offsets(self, text: str, num_frames: int | None = None, **pooling) -> list[dict]:
+        """For each placeholder of `text`, its `span` (start, end) and the `new_span` of its run in
+        `expand_placeholders(text, ...)`: the form Transformers' `apply_chat_template` reads to move assistant-mask
+        character offsets past the expansions."""
+        runs = self._runs(num_frames, **pooling)
+        offsets, gained = [], 0
+        for match in self._placeholder_pattern().finditer(text):
+            start, length = match.start() + gained, len(match.group(0)) * runs[match.group(0)][1]
+            offsets.append({"span": (match.start(), match.end()), "new_span": (start, start + length)})
+            gained += length - (match.end() - match.start())
+        return offsets
+
+    def _get_num_multimodal_tokens(self, image_sizes=None, video_sizes=None, **kwargs):
+        """Placeholder tokens per image and per video, as vLLM's Transformers backend asks before processing.
+
+        Args:
+            image_sizes (`list[(height, width)]`): every image is resized and centre-cropped to `crop_size`, so each
+                takes `image_seq_length` tokens whatever its size.
+            video_sizes (`list[(num_frames, height, width)]`): the video processor samples `num_frames` frames
+                (its own policy; `num_frames=` in kwargs overrides it) from any length, so each video takes
+                `video_seq_length(num_frames)` tokens; pooling overrides (`video_pooling`, `video_pool_stride`,
+                `video_slowfast_every`) apply as in `__call__`.
+        Returns:
+            `MultiModalData` with `num_image_tokens`, `num_image_patches` (1 per image) and `num_video_tokens`.
+        """
+        from ._compat import MultiModalData
+
+        data = {}
+        if image_sizes is not None:
+            data["num_image_tokens"] = [self.image_seq_length] * len(image_sizes)
+            data["num_image_patches"] = [1] * len(image_sizes)
+        if video_sizes is not None:
+            frames = kwargs.get("num_frames") or self.video_processor.num_frames
+            pooling = {"pooling": kwargs.get("video_pooling"), "stride": kwargs.get("video_pool_stride"),
+                       "slowfast_every": kwargs.get("video_slowfast_every")}
+            data["num_video_tokens"] = [self.video_seq_length(frames, **pooling)] * len(video_sizes)
+        return MultiModalData(**data)
 
     # --- prompt encoding --------------------------------------------------------------------------------------
     def encode_prompts(
