@@ -677,7 +677,7 @@ def test_cli_convert_and_error_exit(original_ckpt, tmp_path, capsys):
     assert "original layout" in printed and "vocabulary" in printed
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["text_config"]["vocab_size"] % 64 == 0 and config["dtype"] == "float32"
-    assert main(args) == 1  # output not empty -> clear error, no traceback
+    assert main(args) == 2  # output not empty -> clear one-line error (usage error: exit 2), no traceback
     assert "not empty" in capsys.readouterr().err
 
 

@@ -172,5 +172,5 @@ def test_card_cli(tiny_checkpoint, tmp_path, capsys):
     meta, body = split_card(target / "README.md")
     assert (meta["license"], meta["base_model"], meta["base_model_relation"]) == ("mit", "me/base", "finetune")
     assert meta["datasets"] == ["me/data"] and "shapes" in meta["tags"] and "me/tiny" in body
-    assert main(["card", str(target)]) == 1  # exists, no --overwrite
+    assert main(["card", str(target)]) == 2  # exists, no --overwrite: a usage error
     assert "exists" in capsys.readouterr().err

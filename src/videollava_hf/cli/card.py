@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,9 +21,8 @@ def run(args: argparse.Namespace) -> int:
             include_paper_results=args.paper_results,
             overwrite=args.overwrite,
         )
-    except (ValueError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except FileExistsError as err:  # a usage error like the others: one line, exit 2 (run_command)
+        raise ValueError(str(err)) from err
     print(f"Wrote {path}")
     return 0
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..demo import demo_model_dir, toy_model_notice
@@ -15,6 +18,7 @@ from ..models.videollava.media_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 VIDEOLLAVA_MODEL_TYPES = ("videollava_hf", "video_llava")  # ours, and Transformers' built-in port (loadable)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 EXIT_USAGE = 2  # bad input: missing file, unsupported format, wrong model
+EXIT_FAILURE = 1  # anything else (a bug): still one line, the traceback with --debug
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 SAMPLE = "sample"  # `videollava-hf ask sample "..."` uses the bundled clip
 
@@ -26,8 +30,8 @@ class CommandError(Exception):
 # --- model -------------------------------------------------------------------------------------------------------
 
 
-def resolve_model(model: str | None) -> str:
-    """`--model` as a local directory or Hub id; None means the packaged demo model."""
+def resolve_model(model: str | None, option: str = "--model") -> str:
+    """`--model` (or `option`) as a local directory or Hub id; None means the packaged demo model."""
     if model is None:
         directory = demo_model_dir()
         if not (directory / "config.json").is_file():
@@ -40,16 +44,61 @@ def resolve_model(model: str | None) -> str:
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise CommandError(f"--model {model}: this is a file; pass the checkpoint directory (with config.json).")
+            raise CommandError(f"{option} {model}: this is a file; pass the checkpoint directory (with config.json).")
         if not (path / "config.json").is_file():
-            raise CommandError(f"--model {model}: the directory has no config.json, so it is not a model checkpoint.")
+            raise CommandError(f"{option} {model}: the directory has no config.json, so it is not a model checkpoint.")
         return str(path)
     if model.startswith((".", "/", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model):
-        raise CommandError(f"--model {model}: no such directory.")
+        raise CommandError(f"{option} {model}: no such directory.")
+    check_hub_reachable(model, option)
     return model  # a Hub id
 
 
-def check_videollava(model: str) -> None:
+def _hub_cached(repo_id: str) -> bool:
+    """Whether the Hub cache already holds `repo_id`'s config.json (then no network is needed)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+    """Why the Hub endpoint (HF_ENDPOINT) cannot be reached, in a few seconds at most; None when it can.
+
+    One TCP connection, instead of letting huggingface_hub retry with backoff for minutes."""
+    import socket
+    import urllib.parse
+
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT
+    parts = urllib.parse.urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as err:  # DNS failure, refused, unreachable, timed out
+        return f"{endpoint} cannot be reached ({err.strerror or err})"
+    return None
+
+
+def check_hub_reachable(repo_id: str, option: str) -> None:
+    """Fail in seconds, with what to do, when `repo_id` would need the Hub and the Hub is out of reach."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or _hub_cached(repo_id):
+        return  # offline mode reads the cache (and says so itself when the files are missing)
+    reason = hub_unreachable_reason()
+    if reason:
+        raise CommandError(
+            f"{option} {repo_id}: this is a Hub id and the Hugging Face Hub {reason}. Pass a local checkpoint "
+            "directory instead (download it where there is network: `hf download "
+            f"{repo_id} --local-dir DIR`), or set HF_HUB_OFFLINE=1 to use the copy in the Hub cache."
+        )
+
+
+def check_videollava(model: str, option: str = "--model") -> None:
     """Fail early, with a hint, when `model` is not a Video-LLaVA checkpoint."""
     from transformers import PretrainedConfig
 
@@ -57,13 +106,13 @@ def check_videollava(model: str) -> None:
         config, _ = PretrainedConfig.get_config_dict(model)
     except OSError as err:
         raise CommandError(
-            f"--model {model}: cannot read its config.json ({err}). Hub ids need network access the first time; "
+            f"{option} {model}: cannot read its config.json ({err}). Hub ids need network access the first time; "
             "offline, download the checkpoint elsewhere (`hf download ID --local-dir DIR`) and pass DIR."
         ) from err
     model_type = config.get("model_type")
     if model_type not in VIDEOLLAVA_MODEL_TYPES:
         raise CommandError(
-            f"--model {model} is a {model_type!r} model, not Video-LLaVA (model_type 'videollava_hf', or "
+            f"{option} {model} is a {model_type!r} model, not Video-LLaVA (model_type 'videollava_hf', or "
             "Transformers' 'video_llava'). Convert an original Video-LLaVA checkpoint with `videollava-hf convert`, "
             "or pass a Video-LLaVA checkpoint."
         )
@@ -168,10 +217,12 @@ def _url_kind(url: str) -> str:
 
 def _sniff(file: Path) -> str | None:
     import av
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from ..models.videollava.media_limits import open_within_limits
 
     try:
-        with Image.open(file) as image:
+        with open_within_limits(file, repr(str(file))) as image:  # too many pixels: MediaLimitError, not "unknown"
             # Animated images (GIF, APNG, WebP) have several frames: they are videos to Video-LLaVA.
             return "video" if getattr(image, "n_frames", 1) > 1 else "image"
     except (UnidentifiedImageError, OSError):
@@ -192,7 +243,17 @@ def media_item(source, kind: str) -> dict:
 
 
 def frame_policy(args: argparse.Namespace) -> dict:
-    return {} if getattr(args, "num_frames", None) is None else {"num_frames": args.num_frames}
+    """Reader options from the command line: frames, network timeout, media limits."""
+    policy = {} if getattr(args, "num_frames", None) is None else {"num_frames": args.num_frames}
+    if getattr(args, "timeout", None) is not None:
+        policy["timeout"] = args.timeout
+    limits = {name: getattr(args, name) for name in LIMIT_OPTIONS if getattr(args, name, None) is not None}
+    if limits:
+        policy["limits"] = limits
+    return policy
+
+
+LIMIT_OPTIONS = ("max_pixels", "max_decoded_frames", "max_duration")
 
 
 def warn_if_toy_model(args: argparse.Namespace, media) -> None:
@@ -230,6 +291,7 @@ def answer(pipe, messages: list[dict], args: argparse.Namespace, stream: bool) -
         add_system_prompt=not args.no_system_prompt,
         return_full_text=False,
         generate_kwargs=generate_kwargs,
+        truncation=bool(getattr(args, "truncate", False)),
         **frame_policy(args),
     )
     return out[0]["generated_text"].strip()
@@ -250,6 +312,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-system-prompt", action="store_true",
         help="Leave out the llava_v1 system prompt (prompt becomes 'USER: <video>\\n{q} ASSISTANT:').",
     )
+    parser.add_argument(
+        "--truncate", action="store_true",
+        help="Cut the question's text when prompt + answer exceed the model's context (said on stderr); default: "
+             "refuse with the token counts.",
+    )
+    add_media_arguments(parser)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (GPU if there is one).")
     parser.add_argument(
         "--dtype", default="auto", choices=DTYPES,
@@ -281,21 +349,115 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
                              "when --device is cuda (default 1).")
 
 
-def run_command(function, args: argparse.Namespace) -> int:
-    """Call `function(args)`, turning user-facing errors into a message on stderr and exit status 2.
+def add_media_arguments(parser: argparse.ArgumentParser) -> None:
+    """Network timeout and media limits (see models/videollava/media_limits.py), for every command reading media."""
+    parser.add_argument(
+        "--timeout", type=float, default=None,
+        help="Seconds any read of a URL may wait (default 60).",
+    )
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="Largest image or video frame, in pixels (default 8192x8192 = 67108864).")
+    parser.add_argument("--max-decoded-frames", type=int, default=None,
+                        help="Most frames read from one video (default 1024).")
+    parser.add_argument("--max-duration", type=float, default=None,
+                        help="Longest video, in seconds (default 14400, 4 hours).")
 
-    The library raises ValueError / OSError (VideoDecodeError is a ValueError) with messages written for users:
-    unreadable media, missing weights, a prompt that does not fit; they are shown without a traceback."""
+
+def _input_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is written for users (bad input), shown in one line with exit status 2.
+
+    The library raises ValueError / OSError (VideoDecodeError and MediaLimitError are ValueErrors) for unreadable
+    media, missing weights, a prompt that does not fit; Pillow's decompression-bomb error is its own class."""
+    from PIL import Image
+
+    types: list[type[BaseException]] = [CommandError, ValueError, OSError, Image.DecompressionBombError]
     try:
+        import yaml
+
+        types.append(yaml.YAMLError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 2000 else text[:2000] + " [...]"
+
+
+@contextmanager
+def _warnings_as_lines(command: str):
+    """The package's own warnings (a short video's repeated frames, a truncated prompt) as one line each on stderr,
+    every time (not once per place in the code); other warnings are left as Python shows them."""
+    from ..models.videollava.pipeline_video_text_to_text import PromptTruncatedWarning
+    from ..models.videollava.video_io import ShortVideoWarning
+
+    ours = (ShortVideoWarning, PromptTruncatedWarning)
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+        for category in ours:
+            warnings.simplefilter("always", category)
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, ours):
+                print(f"videollava-hf {command}: warning: {message}", file=sys.stderr)
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+def run_command(function, args: argparse.Namespace) -> int:
+    """Call `function(args)`: every error becomes one line on stderr, `videollava-hf COMMAND: error: ...`.
+
+    Bad input (see `_input_error_types`) exits with 2, anything else with 1 and a hint; `--debug` shows tracebacks
+    instead. Ctrl-C exits with 130. Nested calls (a command wrapping its own function) are handled once."""
+    global _RUNNING
+    if _RUNNING:
         return function(args)
-    except (CommandError, ValueError, OSError) as err:
-        print(f"videollava-hf {args.command}: error: {err}", file=sys.stderr)
+    _RUNNING = True
+    try:
+        return _run_once(function, args)
+    finally:
+        _RUNNING = False
+
+
+_RUNNING = False  # run_command is active (commands that wrap their function in it are then run plainly)
+
+
+def _run_once(function, args: argparse.Namespace) -> int:
+    command = getattr(args, "command", None) or "command"
+    debug = bool(getattr(args, "debug", False))
+    try:
+        with _warnings_as_lines(command):
+            return function(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _input_error_types() as err:
+        if debug:
+            traceback.print_exc()
+        print(f"videollava-hf {command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as err:  # a bug or an unforeseen failure: still no traceback unless asked
+        if debug:
+            raise
+        print(f"videollava-hf {command}: error: {type(err).__name__}: {_one_line(err)} (run with --debug for the "
+              "traceback)", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 __all__ = [
     "CommandError",
     "DTYPES",
+    "EXIT_FAILURE",
+    "LIMIT_OPTIONS",
+    "add_media_arguments",
+    "check_hub_reachable",
+    "hub_unreachable_reason",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "IMAGE_EXTENSIONS",

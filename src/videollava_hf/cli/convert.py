@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +134,18 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..conversion import ConversionError, convert_checkpoint
+    """Convert; errors are one line (`videollava-hf convert: error: ...`, exit 2), also for the conversion/
+    scripts that call this directly."""
+    from .common import run_command
+
+    if getattr(args, "command", None) is None:
+        args.command = "convert"
+    return run_command(_convert, args)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from ..conversion import convert_checkpoint
+    from .common import check_hub_reachable
 
     options: dict[str, Any] = dict(
         dtype=args.dtype,
@@ -163,11 +173,11 @@ def run(args: argparse.Namespace) -> int:
         pad_vocab_to_multiple_of=args.pad_vocab_to_multiple_of,
     )
     options.update({k: v for k, v in original_only.items() if v is not None})
-    try:
-        report = convert_checkpoint(args.source, args.output_dir, layout=args.layout, **options)
-    except ConversionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if not Path(args.source).expanduser().exists() and args.source.count("/") == 1 and not args.source.startswith(
+        (".", "/", "~")
+    ):
+        check_hub_reachable(args.source, "SOURCE")  # a Hub id: fail in seconds when the Hub is out of reach
+    report = convert_checkpoint(args.source, args.output_dir, layout=args.layout, **options)
     print(report.summary())
     return 0
 

@@ -27,8 +27,17 @@ def _run(args: argparse.Namespace) -> int:
     from ..training.arguments import arguments_from_values
     from ..training.script import run
 
+    from ..training.arguments import TINY_MODEL
+    from .common import check_videollava, resolve_model
+
     values = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS}
-    return run(*arguments_from_values(values))
+    if isinstance(values.get("debug"), bool):  # the CLI's own --debug (tracebacks), not TrainingArguments' option
+        values.pop("debug")
+    model_args, data_args, training_args = arguments_from_values(values)
+    if model_args.model_name_or_path and model_args.model_name_or_path != TINY_MODEL:
+        # A wrong directory fails here in one line, before the data is read and Trainer is set up.
+        check_videollava(resolve_model(model_args.model_name_or_path, "--model_name_or_path"), "--model_name_or_path")
+    return run(model_args, data_args, training_args)
 
 
 __all__ = ["register"]

@@ -219,7 +219,7 @@ def find_weight_files(directory: Path, *, required: bool = True) -> list[Path]:
     for index_name, pattern in ((SAFE_INDEX, "*.safetensors"), (BIN_INDEX, "*.bin")):
         index = directory / index_name
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = _read_weight_map(index)
             files = [directory / name for name in sorted(set(weight_map.values()))]
             absent = [str(f.name) for f in files if not f.is_file()]
             if absent:
@@ -236,20 +236,59 @@ def find_weight_files(directory: Path, *, required: bool = True) -> list[Path]:
     return []
 
 
+def read_json_file(path: Path, what: str) -> Any:
+    """`json.loads` of a checkpoint file, a ConversionError naming the file when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConversionError(
+            f"{path} is not valid JSON ({err}); {what}. The file is damaged or not what its name says: download it "
+            "again."
+        ) from err
+
+
+def _read_weight_map(index: Path) -> dict[str, str]:
+    data = read_json_file(index, "expected a shard index with a 'weight_map'")
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ConversionError(
+            f"{index} has no 'weight_map' object mapping weight names to shard files (found: {found}). Download the "
+            "index again, or delete it so that the shards next to it are read directly."
+        )
+    return weight_map
+
+
+def _corrupt_shard(path: Path, err: BaseException) -> ConversionError:
+    return ConversionError(
+        f"Cannot read weights from {path}: the file is truncated or corrupted ({type(err).__name__}: "
+        f"{str(err).split('. ')[0]}). Download it again (compare its size with the source)."
+    )
+
+
 def load_shard(path: Path, *, mmap: bool = True) -> dict[str, torch.Tensor]:
     """All tensors of one shard on CPU. `.bin` pickles are read with `weights_only=True` (no code execution) and
     memory-mapped when their format allows it, so only the pages actually used count towards memory."""
     path = Path(path)
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as err:
+            raise _corrupt_shard(path, err) from err
     try:
         return _torch_load(path, mmap=mmap)
     except RuntimeError as err:
         if mmap and "mmap" in str(err).lower():  # legacy (non-zip) pickles cannot be memory-mapped
-            return _torch_load(path, mmap=False)
-        raise
+            try:
+                return _torch_load(path, mmap=False)
+            except (RuntimeError, EOFError) as second:
+                raise _corrupt_shard(path, second) from second
+        raise _corrupt_shard(path, err) from err
+    except EOFError as err:  # a legacy pickle cut short
+        raise _corrupt_shard(path, err) from err
 
 
 def _torch_load(path: Path, *, mmap: bool) -> dict[str, torch.Tensor]:
@@ -258,8 +297,11 @@ def _torch_load(path: Path, *, mmap: bool) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
+        # torch's message suggests retrying with weights_only=False, i.e. running the file's code: not our advice.
+        reason = next((line.strip() for line in str(err).splitlines() if "WeightsUnpickler error" in line), "")
+        reason = reason.split(". Please use")[0] or "it holds objects other than tensors"
         raise ConversionError(
-            f"Refusing to load {path}: it is not a plain tensor checkpoint ({err}). `.bin` files are read with "
+            f"Refusing to load {path}: it is not a plain tensor checkpoint ({reason}). `.bin` files are read with "
             "torch.load(weights_only=True), which rejects pickled code or arbitrary objects. Re-save the state dict "
             "with only tensors (or convert it to safetensors) in a trusted environment."
         ) from err
@@ -274,10 +316,13 @@ def read_shard_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """`{key: shape}` of one shard without reading tensor data (safetensors header, or a memory-mapped `.bin`)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), framework="pt") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        except SafetensorError as err:
+            raise _corrupt_shard(path, err) from err
     state = load_shard(path, mmap=True)
     shapes = {key: tuple(t.shape) for key, t in state.items()}
     del state
@@ -894,7 +939,10 @@ def read_config_dict(directory: Path) -> dict[str, Any]:
     path = Path(directory) / "config.json"
     if not path.is_file():
         raise ConversionError(f"{directory} has no config.json; expected a Video-LLaVA checkpoint directory.")
-    return json.loads(path.read_text())
+    config = read_json_file(path, "expected the model's config")
+    if not isinstance(config, dict):
+        raise ConversionError(f"{path} holds a JSON {type(config).__name__}, not the model config (an object).")
+    return config
 
 
 __all__ = [
@@ -909,6 +957,7 @@ __all__ = [
     "KeyRule",
     "LAYOUTS",
     "SAFE_INDEX",
+    "read_json_file",
     "ShardStats",
     "SourceCheckpoint",
     "TOKENIZER_SETTINGS",

@@ -15,7 +15,6 @@ source state dict by its original key names. It shares nothing with `modeling_vi
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -145,7 +144,11 @@ def read_tower_config(location: str | Path) -> dict[str, Any]:
         path = path / "config.json"
     if not path.is_file():
         path = Path(_download_tower_config(str(location)))
-    data = json.loads(path.read_text())
+    from .common import read_json_file
+
+    data = read_json_file(path, "expected a LanguageBind tower config")
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path} holds a JSON {type(data).__name__}, not a tower config (an object).")
     return dict(data.get("vision_config") or data)
 
 

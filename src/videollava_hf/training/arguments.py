@@ -193,7 +193,12 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     """Read a YAML recipe into a flat dict of field values (types coerced), refusing unknown keys."""
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not Path(path).is_file():
+        raise ValueError(f"--config {path}: no such recipe file.")
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())}).") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a recipe is a YAML mapping of flag names to values, got {type(data).__name__}.")
     hints = {}

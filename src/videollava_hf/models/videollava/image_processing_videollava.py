@@ -24,6 +24,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
 from .media_io import load_image
+from .media_limits import DEFAULT_MAX_ASPECT_RATIO, check_aspect_for_padding, crop_extreme_aspect
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -175,6 +176,9 @@ class VideoLlavaHfImageProcessor(BaseImageProcessor):
         do_resize, do_center_crop, do_rescale (with `rescale_factor`, 1/255), do_normalize, do_convert_rgb: each
             step can be switched off, as in Transformers' image processors (all on by default); each can also be
             passed per call.
+        max_aspect_ratio (`float` or None): images longer than this many times their short side have the long side
+            centre-cropped to it before resizing (the output square is the same; see `media_limits`; only when
+            resizing and centre-cropping are on), and are refused with `do_pad_to_square`. None: off.
     """
 
     model_input_names = ["pixel_values"]
@@ -193,6 +197,7 @@ class VideoLlavaHfImageProcessor(BaseImageProcessor):
         rescale_factor: float = 1 / 255,
         do_normalize: bool = True,
         do_convert_rgb: bool = True,
+        max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -210,21 +215,25 @@ class VideoLlavaHfImageProcessor(BaseImageProcessor):
         self.rescale_factor = float(rescale_factor)
         self.do_normalize = bool(do_normalize)
         self.do_convert_rgb = bool(do_convert_rgb)
+        self.max_aspect_ratio = max_aspect_ratio
 
     def __call__(self, images, **kwargs) -> BatchFeature:
         return self.preprocess(images, **kwargs)
 
     def preprocess(self, images, return_tensors: str | None = "pt", timeout: float | None = None,
-                   **kwargs) -> BatchFeature:
+                   limits=None, **kwargs) -> BatchFeature:
         """`images`: one image or a (nested) list of images, in prompt order. An image is anything
         `media_io.load_image` reads: path, file:// / http(s):// / data: URL, bytes, file object, `datasets` cell,
-        PIL image, (H, W, 3) / (3, H, W) array or tensor. `timeout`: seconds for http(s) downloads."""
+        PIL image, (H, W, 3) / (3, H, W) array or tensor. `timeout`: seconds for http(s) downloads; `limits`: media
+        limits checked before decoding (see `media_limits`)."""
         flat = _flatten_images(images)
         if not flat:
             raise ValueError("No images were given; pass at least one image (path, URL, bytes, PIL image, array).")
         settings = {**self.to_dict(), **kwargs}
         convert = settings.get("do_convert_rgb", True)
         load = {} if timeout is None else {"timeout": timeout}
+        if limits is not None:
+            load["limits"] = limits
         processed = []
         for i, img in enumerate(flat):
             if not convert and isinstance(img, Image.Image) and img.mode != "RGB":
@@ -241,8 +250,13 @@ class VideoLlavaHfImageProcessor(BaseImageProcessor):
         """(3, H, W) uint8 -> (3, crop, crop) float32: resize, crop, rescale, normalise (each step switchable)."""
         s = {**self.to_dict(), **(settings or {})}
         size, crop = _as_int_size(s["size"], "size"), _as_int_size(s["crop_size"], "crop_size")
+        max_ratio = s.get("max_aspect_ratio")
         if s.get("do_pad_to_square"):
+            check_aspect_for_padding(image.shape[-2], image.shape[-1], max_ratio, "the image")
             image = pad_to_square(image, channel_values(s["image_mean"], "image_mean"))
+        elif s.get("do_resize", True) and s.get("do_center_crop", True):
+            # (3, H, W) with H / W or W / H <= max_ratio: bounds the resized size at 224 x 224 * max_ratio
+            image = crop_extreme_aspect(image, max_ratio)
         out_hw = short_side_size(image.shape[-2], image.shape[-1], size)
         resize, crop_it = s.get("do_resize", True), s.get("do_center_crop", True)
         if s["resample_mode"] == "original":

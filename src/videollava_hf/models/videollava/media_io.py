@@ -22,12 +22,15 @@ import base64
 import binascii
 import io
 import os
+import struct
 import urllib.parse
 import urllib.request
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .media_limits import MediaLimits, check_pixels, open_within_limits
 
 DEFAULT_TIMEOUT = 60.0  # seconds, for http(s) downloads
 # Extensions that tell images from videos without opening a file (the CLI, dataset folders).
@@ -156,11 +159,12 @@ def encoded_media_columns(dataset):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def open_image(source: Any, timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
+def open_image(source: Any, timeout: float = DEFAULT_TIMEOUT, limits: Any = None) -> Image.Image:
     """Open an encoded image (path, URL, bytes, file object, datasets cell) *without decoding its pixels*.
 
-    The returned image knows its size and mode but has not read its pixel data: the one place to check limits
-    (dimensions, pixel count) before decoding. Call `to_rgb` to decode."""
+    The returned image knows its size and mode but has not read its pixel data; its pixel count is checked against
+    `limits` (`media_limits.MediaLimits`, a dict, or None for the defaults) here, so decompression bombs are refused
+    with a `MediaLimitError` before decoding. Call `to_rgb` to decode."""
     name = describe_media(source)
     source = unwrap_media(source)
     if isinstance(source, (str, os.PathLike)):
@@ -184,7 +188,7 @@ def open_image(source: Any, timeout: float = DEFAULT_TIMEOUT) -> Image.Image:
     elif not isinstance(source, str) and not callable(getattr(source, "read", None)):
         raise TypeError(f"Cannot read an image from {name}; pass {ACCEPTED_IMAGES}.")
     try:
-        return Image.open(source)
+        return open_within_limits(source, f"image {name}", limits)
     except UnidentifiedImageError as err:
         raise ImageDecodeError(
             name, "not an image Pillow can read", "Pass still images as images and videos as videos"
@@ -206,19 +210,21 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
             image.load()
             return image
         return image.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt pixel data
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError) as err:  # truncated or corrupt data
         raise ImageDecodeError(name, f"decoding failed ({err})", "The file is probably truncated or corrupted") from err
 
 
-def load_image(source: Any, timeout: float = DEFAULT_TIMEOUT):
+def load_image(source: Any, timeout: float = DEFAULT_TIMEOUT, limits: Any = None):
     """Any accepted image (see the module docstring) -> an RGB `PIL.Image.Image`; numpy arrays and torch tensors
-    are returned unchanged (the image processor reads them directly)."""
+    are returned unchanged (the image processor reads them directly). Encoded images are checked against `limits`
+    before decoding (see `open_image`)."""
     if isinstance(source, np.ndarray) or type(source).__module__.split(".")[0] == "torch":
         return source
     if isinstance(source, Image.Image):
+        check_pixels(source.width, source.height, describe_media(source), MediaLimits.resolve(limits))
         return to_rgb(source, describe_media(source))
     name = describe_media(source)
-    image = open_image(source, timeout)
+    image = open_image(source, timeout, limits)
     with image:
         return to_rgb(image, name)
 

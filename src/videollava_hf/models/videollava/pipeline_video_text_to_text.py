@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sized
 from functools import partial
 from typing import Any
@@ -42,6 +43,7 @@ from transformers.utils.chat_template_utils import Chat, is_valid_message
 
 from ._compat import custom_object_save
 from .media_io import encoded_media_columns, load_image
+from .media_limits import MediaLimits
 from .processing_videollava import VideoLlavaHfProcessor
 from .video_processing_videollava import FRAME_POLICY_KEYS, split_videos
 
@@ -251,6 +253,10 @@ def _as_list(value: Any) -> list:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+class PromptTruncatedWarning(UserWarning):
+    """`truncation=True` cut text tokens so that the prompt and the answer fit the model's context."""
+
+
 class VideoTextToTextPipeline(Pipeline):
     r"""Answer questions about videos and images with a Video-LLaVA model (see the module docstring).
 
@@ -293,6 +299,8 @@ class VideoTextToTextPipeline(Pipeline):
         processor_kwargs: dict | None = None,
         timeout: float | None = None,
         on_error: str | None = None,
+        limits: dict | MediaLimits | None = None,
+        truncation: bool | None = None,
         **kwargs,
     ):
         preprocess: dict[str, Any] = {}
@@ -315,6 +323,8 @@ class VideoTextToTextPipeline(Pipeline):
             ("continue_final_message", continue_final_message),
             ("processor_kwargs", processor_kwargs),
             ("timeout", timeout),
+            ("limits", limits),
+            ("truncation", truncation),
         ):
             if value is not None:
                 preprocess[key] = value
@@ -328,6 +338,8 @@ class VideoTextToTextPipeline(Pipeline):
             generation["max_new_tokens"] = max_new_tokens
         if generation:
             forward["generate_kwargs"] = generation
+        # The prompt-length check needs the answer's length too; it runs in preprocess, before any batch is formed.
+        preprocess["answer_budget"] = generation
         if return_tensors and return_full_text is not None:
             raise ValueError("`return_full_text` and `return_tensors` exclude each other; pass one of them.")
         for key, value in (
@@ -428,6 +440,9 @@ class VideoTextToTextPipeline(Pipeline):
         continue_final_message: bool | None = None,
         processor_kwargs: dict | None = None,
         timeout: float | None = None,
+        limits: dict | MediaLimits | None = None,
+        truncation: bool | None = None,
+        answer_budget: dict | None = None,
     ) -> dict:
         sample = self._as_sample(inputs)
         videos, images = _media_list(sample["videos"]), _image_list(sample["images"])
@@ -456,6 +471,7 @@ class VideoTextToTextPipeline(Pipeline):
             )
             input_text = prompt
         # Media of every kind (paths, URLs, bytes, datasets cells, ...) are read by the processor (media_io).
+        reader = {} if limits is None else {"limits": limits}
         encoding = self.processor(
             text=prompt,
             images=images or None,
@@ -463,11 +479,71 @@ class VideoTextToTextPipeline(Pipeline):
             return_tensors="pt",
             **({} if timeout is None else {"timeout": timeout}),
             **(frame_policy or {}),
+            **reader,
             **(processor_kwargs or {}),
         )
+        encoding = self._fit_context(encoding, answer_budget or {}, bool(truncation))
         if self.dtype is not None and self.dtype.is_floating_point:
             encoding = encoding.to(dtype=self.dtype)  # casts pixel values only; token ids stay integer
         return {**encoding, "input_text": input_text, "prompt_text": prompt}
+
+    def context_length(self) -> int | None:
+        """Tokens the language model can attend to (its `max_position_embeddings`), None when unknown."""
+        config = self.model.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        value = getattr(text_config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def _answer_limits(self, generation: dict) -> tuple[int | None, int | None]:
+        """(max_new_tokens, max_length) that `generate()` will use: the call's, the pipeline's, the model's."""
+        kwargs = self._prepare_generate_kwargs(dict(generation))
+        configs = [kwargs, vars(kwargs.get("generation_config") or GenerationConfig()), vars(self.model.generation_config)]
+        found = []
+        for key in ("max_new_tokens", "max_length"):
+            found.append(next((int(c[key]) for c in configs if c.get(key) is not None), None))
+        return found[0], found[1]
+
+    def _fit_context(self, encoding, budget: dict, truncation: bool):  # budget: the call's generation parameters
+        """Refuse (or, with `truncation=True`, shorten and say so) a prompt that leaves no room for the answer.
+
+        A prompt of N tokens plus max_new_tokens K must fit the context C: N <= C - K. Position embeddings beyond C
+        were never trained, and generation past them is silently wrong. Truncation drops the text tokens right
+        after the last media placeholder run (the start of the oldest text), keeping the media, the system prompt
+        and the end of the prompt ("... ASSISTANT:")."""
+        context = self.context_length()
+        if context is None:
+            return encoding
+        ids = encoding["input_ids"]  # (1, N)
+        length = ids.shape[-1]
+        new, max_length = self._answer_limits(budget)
+        if new is not None:
+            limit, why = context - new, f"the model's context of {context} tokens minus max_new_tokens={new}"
+        else:  # the answer ends at max_length tokens in all, prompt included
+            limit, why = min(context, max_length or context) - 1, f"the model's context of {context} tokens"
+        if length <= limit:
+            return encoding
+        if not truncation:
+            raise ValueError(
+                f"The prompt is {length} tokens, limit {limit} ({why}). Shorten the question, use fewer frames "
+                "(num_frames=) or a smaller max_new_tokens, or pass truncation=True to cut the text (media are kept)."
+            )
+        media = (ids[0] == self.processor.video_token_id) | (ids[0] == self.processor.image_token_id)
+        head = int(media.nonzero().max()) + 1 if bool(media.any()) else 0  # keep everything up to the media's end
+        tail = limit - head
+        if tail < 1:
+            raise ValueError(
+                f"The prompt is {length} tokens, limit {limit} ({why}), and its media alone take {head} tokens, so "
+                "truncating the text cannot make it fit. Use fewer frames (num_frames=) or a smaller max_new_tokens."
+            )
+        dropped = length - limit
+        warnings.warn(
+            f"prompt truncated from {length} to {limit} tokens ({why}): dropped {dropped} text tokens after the media",
+            PromptTruncatedWarning, stacklevel=2,
+        )
+        for key in ("input_ids", "attention_mask"):
+            value = encoding[key]
+            encoding[key] = torch.cat([value[:, :head], value[:, length - tail :]], dim=-1)
+        return encoding
 
     def _as_sample(self, inputs) -> dict:
         if isinstance(inputs, Chat):
@@ -677,6 +753,7 @@ def register_pipeline() -> None:
 
 
 __all__ = [
+    "PromptTruncatedWarning",
     "TASK",
     "VideoTextToTextPipeline",
     "add_custom_pipeline_to_config",

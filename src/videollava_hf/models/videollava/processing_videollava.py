@@ -39,7 +39,7 @@ from .configuration_videollava import (
 )
 from .export import auto_classes
 from .image_processing_videollava import STEP_KEYS
-from .video_processing_videollava import FRAME_POLICY_KEYS
+from .video_processing_videollava import FRAME_POLICY_KEYS, READER_KEYS
 
 PROMPT_ENCODINGS = ("original", "transformers")
 # Tokenizer keywords the "original" encoding implements itself (it pads and truncates the assembled ids).
@@ -111,8 +111,8 @@ CHAT_TEMPLATE = """\
 
 # Options of `__call__` that `apply_chat_template` also takes by name (they are not chat-template variables).
 CALL_OPTIONS = frozenset(FRAME_POLICY_KEYS) | {
-    "video_pooling", "video_pool_stride", "video_slowfast_every", "add_timestamps", "timeout", "do_pad_to_square",
-    "padding", "padding_side", "truncation", "max_length", "prompt_encoding",
+    "video_pooling", "video_pool_stride", "video_slowfast_every", "add_timestamps", "timeout", "limits",
+    "do_pad_to_square", "padding", "padding_side", "truncation", "max_length", "prompt_encoding",
 }
 
 
@@ -300,7 +300,10 @@ class VideoLlavaHfProcessor(ProcessorMixin):
         # policy, which is what the video processor does with it.
         steps = {k: kwargs.pop(k) for k in STEP_KEYS if k in kwargs}
         video_kwargs = {**steps, **{k: kwargs.pop(k) for k in list(kwargs) if k in (*FRAME_POLICY_KEYS, "do_sample_frames")}}
-        image_kwargs = {**steps, **{k: kwargs.pop(k) for k in ("do_pad_to_square", "timeout") if k in kwargs}}
+        # Reader options shared by images and videos: network timeout, media limits.
+        reader = {k: kwargs.pop(k) for k in READER_KEYS if k in kwargs}
+        video_kwargs.update(reader)
+        image_kwargs = {**steps, **reader, **{k: kwargs.pop(k) for k in ("do_pad_to_square",) if k in kwargs}}
         videos = group_per_sample(videos, text, self.video_token)
         data: dict = {}
         num_images = num_video_frames = 0

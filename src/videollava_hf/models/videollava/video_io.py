@@ -33,14 +33,16 @@ import logging
 import math
 import operator
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
 import av
 import numpy as np
 
+from .media_limits import MediaLimits, pixels_problem, raise_hint
 from .video_sources import (
     ACCEPTED_SOURCES,
     ContainerSource,
@@ -64,8 +66,7 @@ _FORWARD_DECODE_SLACK = 4
 _SEEK_RETRIES = 2
 # Packets read from the start to validate an index derived from the MP4 sample table.
 _INDEX_PROBE_PACKETS = 24  # > the 16 frames H.264/HEVC may reorder
-# Frames larger than this are refused: a corrupted header can claim absurd sizes, and converting
-# such frames to RGB would exhaust memory instead of failing cleanly. (16384 x 16384 pixels.)
+# Decoded frames larger than this are refused whatever the limits say: FFmpeg cannot produce them sanely.
 _MAX_FRAME_PIXELS = 1 << 28
 # Corrupt packets tolerated before a decode is declared hopeless.
 _MAX_BAD_PACKETS = 64
@@ -105,6 +106,8 @@ class VideoMetadata:
         policy: ``"uniform"``, ``"fps"``, ``"indices"`` or ``"all"``.
         rotation: Degrees the decoded frames were rotated counter-clockwise to display upright.
         codec: Video codec name (``None`` for frame lists/arrays).
+        requested_frames: Frames asked for with the uniform policy (``num_frames``), else ``None``.
+        warnings: What the caller should tell the user, e.g. that a short video's frames were repeated.
     """
 
     source: str
@@ -119,6 +122,8 @@ class VideoMetadata:
     policy: str
     rotation: int = 0
     codec: str | None = None
+    requested_frames: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -232,6 +237,7 @@ class _Request:
     indices: tuple[int, ...] | None
     clip_start: float | None
     clip_end: float | None
+    limits: MediaLimits = MediaLimits()
 
     @property
     def policy(self) -> str:
@@ -296,6 +302,7 @@ def _make_request(
     indices: Sequence[int] | None,
     clip_start: float | None,
     clip_end: float | None,
+    limits: MediaLimits | Mapping[str, Any] | None = None,
 ) -> _Request:
     if num_frames is not None:
         num_frames = _check_positive_int("num_frames", num_frames)
@@ -322,6 +329,7 @@ def _make_request(
         num_frames, fps, max_frames, indices,
         None if clip_start is None else float(clip_start),
         None if clip_end is None else float(clip_end),
+        MediaLimits.resolve(limits),
     )
 
 
@@ -340,6 +348,7 @@ def load_video(
     clip_start: float | None = None,
     clip_end: float | None = None,
     timeout: float = 60.0,
+    limits: MediaLimits | Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, VideoMetadata]:
     """Read frames from a video.
 
@@ -363,6 +372,14 @@ def load_video(
         clip_end: Only sample frames that start before this time (seconds).
         timeout: Seconds after which opening, reading or decoding is abandoned with a
             :class:`VideoDecodeError` (also the network timeout of URL sources).
+        limits: Media limits (``max_pixels``, ``max_decoded_frames``, ``max_duration``), a dict or
+            a :class:`~.media_limits.MediaLimits`; checked from the header before decoding. Default:
+            8192 x 8192 pixels per frame, 1024 frames, 4 hours.
+
+    Short videos: when the source has fewer frames than ``num_frames``, the original Video-LLaVA
+    sampler's indices ``np.linspace(0, n - 1, num_frames, dtype=int)`` repeat frames. That is kept
+    (the model always sees ``num_frames`` frames), and said: ``metadata.repeated_frames`` is True,
+    ``metadata.warnings`` holds a sentence and a :class:`ShortVideoWarning` is issued.
 
     Returns:
         ``(frames, metadata)``: a ``(F, H, W, 3)`` uint8 RGB array in temporal order (or in the
@@ -375,9 +392,9 @@ def load_video(
         TypeError: the source is of an unsupported type.
         ValueError: invalid sampling arguments (e.g. indices outside the video).
     """
-    request = _make_request(num_frames, fps, max_frames, indices, clip_start, clip_end)
+    request = _make_request(num_frames, fps, max_frames, indices, clip_start, clip_end, limits)
     timeout = _check_positive_float("timeout", timeout)
-    resolved = resolve_source(source, timeout)
+    resolved = resolve_source(source, timeout, request.limits)
     if isinstance(resolved, FrameSequenceSource):
         return _load_frame_sequence(resolved, request)
     return _load_container(resolved, request, _Deadline(timeout, resolved.description))
@@ -385,8 +402,9 @@ def load_video(
 
 def _load_frame_sequence(source: FrameSequenceSource, request: _Request) -> tuple[np.ndarray, VideoMetadata]:
     chosen = request.choose(source.num_frames, None, None, source.description)
+    _check_frame_count(len(chosen), request, source.description)
     frames = source.take(chosen)
-    return frames, VideoMetadata(
+    return frames, _with_warnings(request, VideoMetadata(
         source=source.description,
         indices=chosen.tolist(),
         timestamps=[math.nan] * len(chosen),
@@ -397,7 +415,62 @@ def _load_frame_sequence(source: FrameSequenceSource, request: _Request) -> tupl
         height=int(frames.shape[1]),
         repeated_frames=len(np.unique(chosen)) < len(chosen),
         policy=request.policy,
-    )
+    ))
+
+
+class ShortVideoWarning(UserWarning):
+    """A video has fewer frames than requested; frames were repeated (see :func:`load_video`)."""
+
+
+def _with_warnings(request: _Request, metadata: VideoMetadata) -> VideoMetadata:
+    """Fill in `requested_frames` and `warnings`, and issue the warnings (the CLI prints them)."""
+    if request.policy == "uniform":
+        metadata.requested_frames = request.num_frames
+    distinct = len(set(metadata.indices))
+    if metadata.repeated_frames and request.policy == "uniform":
+        message = (
+            f"video {metadata.source} has {metadata.total_frames} frame(s) but {len(metadata.indices)} were "
+            f"requested; frames were repeated to fill them (indices {metadata.indices}), as the original "
+            f"Video-LLaVA sampler does, so the model sees {distinct} distinct frame(s)"
+        )
+        if metadata.codec is not None:  # a container: its header or index may be what is short
+            message += "; if the video should be longer, its header or index is damaged (re-export it)"
+        metadata.warnings.append(message)
+        warnings.warn(message, ShortVideoWarning, stacklevel=4)
+    return metadata
+
+
+def _check_frame_count(count: int, request: _Request, source: str) -> None:
+    limit = request.limits.max_decoded_frames
+    if limit is not None and count > limit:
+        raise VideoDecodeError(
+            source, f"{count} frames would be read, limit {int(limit)} (max_decoded_frames)",
+            raise_hint("max_decoded_frames"),
+        )
+
+
+def _check_duration(duration: float | None, request: _Request, source: str, where: str) -> None:
+    limit = request.limits.max_duration
+    if limit is not None and duration is not None and math.isfinite(duration) and duration > limit:
+        raise VideoDecodeError(
+            source, f"{where} a duration of {duration:,.1f} s, limit {limit:,.0f} s (max_duration)",
+            raise_hint("max_duration"),
+        )
+
+
+def _check_header(container: Any, stream: Any, request: _Request, source: str) -> None:
+    """Refuse from the header alone, before any packet is read: frame size and announced duration."""
+    context = stream.codec_context
+    width, height = int(context.width or 0), int(context.height or 0)
+    problem = pixels_problem(width, height, request.limits.max_pixels, "each frame")
+    if problem:
+        raise VideoDecodeError(source, problem + " (from the header)", raise_hint("max_pixels"))
+    seconds = None
+    if stream.duration is not None and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / av.time_base
+    _check_duration(seconds, request, source, "the header gives")
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,10 +524,13 @@ class _StreamInfo:
 
 
 @contextlib.contextmanager
-def _open_video(source: ContainerSource) -> Iterator[tuple[Any, Any]]:
+def _open_video(source: ContainerSource, request: _Request | None = None) -> Iterator[tuple[Any, Any]]:
     container = source.open()
     try:
-        yield container, _pick_video_stream(container, source.description)
+        stream = _pick_video_stream(container, source.description)
+        if request is not None:
+            _check_header(container, stream, request, source.description)
+        yield container, stream
     finally:
         container.close()
 
@@ -466,12 +542,16 @@ def _pick_video_stream(container: Any, source: str) -> Any:
         if not stream.disposition & av.stream.Disposition.attached_pic
     ]
     if not candidates:
-        found = sorted({stream.type for stream in container.streams}) or ["none"]
-        raise VideoDecodeError(
-            source,
-            f"it has no video stream (streams found: {', '.join(found)})",
-            "Pass a video file; audio-only files have nothing to decode into frames",
-        )
+        found = sorted({stream.type for stream in container.streams})
+        if not found:  # nothing at all: a damaged header, not an audio file
+            raise VideoDecodeError(
+                source,
+                f"FFmpeg opened it as {container.format.name!r} but found no streams at all",
+                "The file is probably corrupted or not a media file",
+            )
+        hint = ("Pass a video file; audio-only files have nothing to decode into frames" if found == ["audio"]
+                else "Pass a file with a video stream")
+        raise VideoDecodeError(source, f"it has no video stream (streams found: {', '.join(found)})", hint)
     stream = candidates[0]
     if stream.codec_context is None:
         raise VideoDecodeError(
@@ -604,14 +684,18 @@ def _scan(container: Any, stream: Any, deadline: _Deadline, source: str) -> _Fra
 class _Converter:
     """Decoded frame -> upright RGB array; rotation and output size are fixed by the first frame."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, limits: MediaLimits) -> None:
         self.source = source
+        self.limits = limits
         self.rotation = 0
         self.size: tuple[int, int] | None = None
 
     def __call__(self, frame: Any) -> np.ndarray:
         if not 0 < frame.width * frame.height <= _MAX_FRAME_PIXELS:
             raise VideoDecodeError(self.source, f"decoded a frame of implausible size {frame.width}x{frame.height}")
+        problem = pixels_problem(frame.width, frame.height, self.limits.max_pixels, "a decoded frame")
+        if problem:  # the header said less (or nothing): a resolution change mid-stream
+            raise VideoDecodeError(self.source, problem, raise_hint("max_pixels"))
         if self.size is None:
             self.size = (frame.width, frame.height)
             self.rotation = _frame_rotation(frame, self.source)
@@ -862,7 +946,7 @@ def _load_by_pts(source: ContainerSource, request: _Request, deadline: _Deadline
     # to be unusable (then every packet is scanned instead).
     use_sample_table = True
     for _ in range(2):
-        with _open_video(source) as (container, stream):
+        with _open_video(source, request) as (container, stream):
             info = _stream_info(stream, source.description)
             index = _index_container(container, stream, deadline, source.description, use_sample_table)
             if index is not None:
@@ -889,9 +973,11 @@ def _read_indexed(
     times = ticks * info.time_base.numerator / info.time_base.denominator
     frame_duration = float(np.median(np.diff(times))) if total > 1 else (1.0 / info.fps if info.fps else 0.0)
     duration = float(times[-1]) + frame_duration
+    _check_duration(duration, request, source.description, "its frames span")
     chosen = request.choose(total, times, duration, source.description)
+    _check_frame_count(len(chosen), request, source.description)
     targets = np.unique(index.pts[chosen]).tolist()
-    convert = _Converter(source.description)
+    convert = _Converter(source.description, request.limits)
     found: dict[int, np.ndarray] = {}
     try:
         _Grabber(_Decoder(container, stream, deadline, source.description), index, convert).grab(targets, found)
@@ -926,7 +1012,7 @@ def _load_by_count(source: ContainerSource, request: _Request, deadline: _Deadli
     Two passes (count, then collect) keep memory bounded by the selected frames.
     """
     frame_times: list[float | None] = []
-    with _open_video(source) as (container, stream):
+    with _open_video(source, request) as (container, stream):
         info = _stream_info(stream, source.description)
         for frame in _Decoder(container, stream, deadline, source.description).frames(after_seek=False):
             frame_times.append(frame.time)
@@ -935,9 +1021,11 @@ def _load_by_count(source: ContainerSource, request: _Request, deadline: _Deadli
         raise VideoDecodeError(source.description, "the video stream contains no decodable frames",
                                "The file is probably truncated or corrupted")
     times, duration = _counted_frame_times(frame_times, info.fps)
+    _check_duration(duration, request, source.description, "its frames span")
     chosen = request.choose(total, times, duration, source.description)
+    _check_frame_count(len(chosen), request, source.description)
     wanted = set(chosen.tolist())
-    convert = _Converter(source.description)
+    convert = _Converter(source.description, request.limits)
     found: dict[int, np.ndarray] = {}
     with _open_video(source) as (container, stream):
         decoder = _Decoder(container, stream, deadline, source.description)
@@ -976,7 +1064,7 @@ def _container_metadata(
     source: ContainerSource, request: _Request, chosen: np.ndarray, times: np.ndarray, fps: float | None,
     duration: float | None, total: int, frames: np.ndarray, convert: _Converter, info: _StreamInfo,
 ) -> VideoMetadata:
-    return VideoMetadata(
+    return _with_warnings(request, VideoMetadata(
         source=source.description,
         indices=chosen.tolist(),
         timestamps=[float(t) for t in times],
@@ -989,11 +1077,12 @@ def _container_metadata(
         policy=request.policy,
         rotation=convert.rotation,
         codec=info.codec,
-    )
+    ))
 
 
 __all__ = [
     "ACCEPTED_SOURCES",
+    "ShortVideoWarning",
     "VideoDecodeError",
     "VideoMetadata",
     "load_video",

@@ -32,9 +32,12 @@ from .image_processing_videollava import (
     short_side_size,
     to_uint8_chw,
 )
+from .media_limits import DEFAULT_MAX_ASPECT_RATIO, crop_extreme_aspect
 
 # Keyword arguments of the reader's frame policy that may be passed per call.
 FRAME_POLICY_KEYS = ("num_frames", "fps", "max_frames", "indices", "clip_start", "clip_end")
+# Keyword arguments of the reader that are not about which frames: network timeout, media limits.
+READER_KEYS = ("timeout", "limits")
 
 
 class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
@@ -56,6 +59,9 @@ class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
         do_resize, do_center_crop, do_rescale (with `rescale_factor`, 1/255), do_normalize, do_convert_rgb: each
             step can be switched off, as in Transformers' video processors (all on by default), also per call.
             Decoded videos are always RGB; `do_convert_rgb` acts on frames given as grey or RGBA arrays.
+        max_aspect_ratio (`float` or None): frames longer than this many times their short side have the long side
+            centre-cropped to it before resizing (same output square; see `media_limits`; only when resizing and
+            centre-cropping are on). None: off.
     """
 
     model_input_names = ["pixel_values_videos"]
@@ -76,9 +82,11 @@ class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
         rescale_factor: float = 1 / 255,
         do_normalize: bool = True,
         do_convert_rgb: bool = True,
+        max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.max_aspect_ratio = max_aspect_ratio
         if resample_mode not in RESAMPLE_MODES:
             raise ValueError(f"resample_mode must be one of {RESAMPLE_MODES}, got {resample_mode!r}.")
         self.num_frames = int(num_frames)
@@ -101,6 +109,7 @@ class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
 
     def preprocess(self, videos, return_tensors: str | None = "pt", return_metadata: bool = False, **kwargs):
         policy = {k: kwargs.pop(k) for k in FRAME_POLICY_KEYS if k in kwargs}
+        reader = {k: kwargs.pop(k) for k in READER_KEYS if k in kwargs}  # timeout, limits: not frame choice
         settings = {**self.to_dict(), **kwargs}
         if settings["do_sample_frames"]:
             policy.setdefault("num_frames", self.num_frames)
@@ -114,7 +123,7 @@ class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
         clips, metadata = [], []
         for i, video in enumerate(split_videos(videos)):
             video = rgb_video(video, settings["do_convert_rgb"], f"videos[{i}]")
-            frames, meta = read_frames(video, policy, f"videos[{i}]")
+            frames, meta = read_frames(video, {**policy, **reader}, f"videos[{i}]")
             clips.append(self.process_frames(frames, settings))
             metadata.append(meta)
         if len({tuple(c.shape) for c in clips}) > 1:
@@ -135,6 +144,8 @@ class VideoLlavaHfVideoProcessor(VideoProcessorMixin):
         s = {**self.to_dict(), **(settings or {})}
         size, crop = _as_int_size(s["size"], "size"), _as_int_size(s["crop_size"], "crop_size")
         resize, crop_it = s.get("do_resize", True), s.get("do_center_crop", True)
+        if resize and crop_it:
+            frames = crop_extreme_aspect(frames, s.get("max_aspect_ratio"))  # (T, 3, H, W), long <= ratio x short
         if s["resample_mode"] == "original":
             # LanguageBind normalises before resizing. Bilinear interpolation without antialias is a convex
             # combination of pixels, so it commutes with the per-channel affine normalisation: resizing first is
@@ -204,4 +215,4 @@ def to_uint8_chw_frames(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2)
 
 
-__all__ = ["VideoLlavaHfVideoProcessor", "FRAME_POLICY_KEYS"]
+__all__ = ["VideoLlavaHfVideoProcessor", "FRAME_POLICY_KEYS", "READER_KEYS"]

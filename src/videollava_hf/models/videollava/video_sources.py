@@ -100,8 +100,9 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-def resolve_source(source: Any, timeout: float) -> ContainerSource | FrameSequenceSource:
-    """Classify ``source`` and prepare it for reading. Raises TypeError for unsupported types."""
+def resolve_source(source: Any, timeout: float, limits: Any = None) -> ContainerSource | FrameSequenceSource:
+    """Classify ``source`` and prepare it for reading. Raises TypeError for unsupported types. ``limits``
+    (:class:`~.media_limits.MediaLimits`) bound the frame images of a list of paths."""
     if is_dataset_cell(source) or (isinstance(source, str) and source[:5].lower() == "data:"):
         description = describe(source)
         try:
@@ -119,7 +120,7 @@ def resolve_source(source: Any, timeout: float) -> ContainerSource | FrameSequen
     if _is_torch_tensor(source):
         return _tensor_source(source)
     if isinstance(source, (list, tuple)):
-        return _list_source(source)
+        return _list_source(source, limits)
     if callable(getattr(source, "read", None)):
         return _file_object_source(source, timeout)
     hint = ""
@@ -153,8 +154,21 @@ def _open_container(target: Any, description: str, timeout: float) -> Any:
         ) from error
     except av.error.ExitError as error:  # raised when the interrupt callback fired
         raise VideoDecodeError(description, f"opening timed out after {timeout:g} s", "Raise `timeout`") from error
+    except av.error.EOFError as error:  # AVERROR_EOF: the bytes end inside the container header
+        raise VideoDecodeError(
+            description,
+            "the data ends before FFmpeg could read the container header (a truncated or incomplete file, or not "
+            "a video)",
+            "Re-download or re-export the video",
+        ) from error
+    except av.error.HTTPError as error:
+        raise VideoDecodeError(description, f"the server refused the request ({error})", "Check the URL") from error
     except (av.error.FFmpegError, OSError) as error:
-        raise VideoDecodeError(description, f"opening failed ({error})") from error
+        # FFmpeg's strerror ("Input/output error", "End of file") rarely says why: on a local file it means damage.
+        reason = getattr(error, "strerror", None) or str(error)
+        raise VideoDecodeError(
+            description, f"FFmpeg could not open it ({reason})", "The file is probably truncated or corrupted"
+        ) from error
 
 
 def _resolve_path_or_url(source: str | os.PathLike, timeout: float) -> ContainerSource:
@@ -289,7 +303,7 @@ def _tensor_source(tensor: Any) -> FrameSequenceSource:
     return FrameSequenceSource(description, int(tensor.shape[0]), take)
 
 
-def _list_source(frames: Sequence[Any]) -> FrameSequenceSource:
+def _list_source(frames: Sequence[Any], limits: Any = None) -> FrameSequenceSource:
     description = "<frame list>"
     if len(frames) == 0:
         raise VideoDecodeError(description, "the frame list is empty", "Pass at least one frame")
@@ -303,7 +317,8 @@ def _list_source(frames: Sequence[Any]) -> FrameSequenceSource:
         paths = [os.fspath(frame) for frame in frames]
         description = f"<frame paths {paths[0]!r}...>" if len(paths) > 1 else f"<frame paths {paths[0]!r}>"
         return FrameSequenceSource(
-            description, len(paths), lambda idx: _stack_images([_read_image(paths[i]) for i in idx], description)
+            description, len(paths),
+            lambda idx: _stack_images([_read_image(paths[i], limits) for i in idx], description),
         )
     if all(isinstance(frame, np.ndarray) or _is_torch_tensor(frame) for frame in frames):
         description = "<array frame list>"
@@ -331,16 +346,22 @@ def _hwc_numpy(frame: Any) -> np.ndarray:
     return array.transpose(1, 2, 0) if array.shape[-1] != 3 else array
 
 
-def _read_image(path: str) -> Any:
+def _read_image(path: str, limits: Any = None) -> Any:
+    from .media_limits import MediaLimitError, raise_hint
+
     try:
-        return load_image(path)  # EXIF orientation applied, for the same reason video rotation metadata is
+        # Size checked from the header (limits); EXIF orientation applied, as video rotation metadata is.
+        return load_image(path, limits=limits)
+    except MediaLimitError as error:
+        raise VideoDecodeError(f"<frame {path!r}>", error.problem, raise_hint(error.option)) from error
     except ImageDecodeError as error:
         raise VideoDecodeError(f"<frame {path!r}>", f"the frame image cannot be read ({error.problem})",
                                error.hint) from error
 
 
 def _stack_images(images: list[Any], description: str) -> np.ndarray:
-    return _stack_arrays([np.asarray(image.convert("RGB")) for image in images], description)
+    # EXIF orientation and 16-bit scaling as for single images (media_io.load_image of a PIL image).
+    return _stack_arrays([np.asarray(load_image(image)) for image in images], description)
 
 
 def _stack_arrays(arrays: list[np.ndarray], description: str) -> np.ndarray:
