@@ -156,6 +156,9 @@ def load_model(args: argparse.Namespace, device=None):
 
     spec = model_spec(args, device)
     hf_logging.disable_progress_bar()  # a tiny model loads instantly; the bar would only clutter the answer
+    # Transformers' own warnings (e.g. the tokenizer's "sequence length is longer than ...", which our prompt-length
+    # check already turns into the error or warning that matters) would add lines to one-line messages.
+    hf_logging.set_verbosity_error()
     return spec.load()
 
 
@@ -417,10 +420,14 @@ def run_command(function, args: argparse.Namespace) -> int:
     if _RUNNING:
         return function(args)
     _RUNNING = True
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()  # build_pipeline quiets Transformers for the command's duration
     try:
         return _run_once(function, args)
     finally:
         _RUNNING = False
+        hf_logging.set_verbosity(verbosity)
 
 
 _RUNNING = False  # run_command is active (commands that wrap their function in it are then run plainly)

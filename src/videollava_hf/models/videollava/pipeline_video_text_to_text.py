@@ -525,7 +525,8 @@ class VideoTextToTextPipeline(Pipeline):
         if not truncation:
             raise ValueError(
                 f"The prompt is {length} tokens, limit {limit} ({why}). Shorten the question, use fewer frames "
-                "(num_frames=) or a smaller max_new_tokens, or pass truncation=True to cut the text (media are kept)."
+                "(num_frames=) or a smaller max_new_tokens, or ask for truncation (truncation=True; CLI: --truncate) to cut "
+                "the text (media are kept)."
             )
         media = (ids[0] == self.processor.video_token_id) | (ids[0] == self.processor.image_token_id)
         head = int(media.nonzero().max()) + 1 if bool(media.any()) else 0  # keep everything up to the media's end
