@@ -89,6 +89,8 @@ def check_hub_reachable(repo_id: str, option: str) -> None:
 
     if constants.HF_HUB_OFFLINE or _hub_cached(repo_id):
         return  # offline mode reads the cache (and says so itself when the files are missing)
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return  # behind a proxy a direct connection proves nothing; huggingface_hub's own errors apply
     reason = hub_unreachable_reason()
     if reason:
         raise CommandError(
