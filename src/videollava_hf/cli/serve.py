@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import DTYPES, CommandError, run_command
+from .common import DTYPES, CommandError, load_model, run_command
 
 DEMO_MODEL_NAME = "videollava-hf-demo"
 
@@ -23,8 +23,8 @@ def serve(args: argparse.Namespace) -> int:
         raise CommandError(f"--port {args.port}: a TCP port is 0-65535.")
     if args.max_queue < 1:
         raise CommandError("--max-queue must be at least 1.")
-    engine = load_engine(args.model, args.device, args.dtype, allowed_dirs(args.allowed_local_media_path),
-                         args.max_queue)
+    model, processor = load_model(args)  # checked and placed as every command does (cli/common.py)
+    engine = load_engine(model, processor, allowed_dirs(args.allowed_local_media_path), args.max_queue)
     name = args.served_model_name or (DEMO_MODEL_NAME if args.model is None else args.model)
     app = create_app(engine, model_name=name, root_path=args.root_path)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=True,

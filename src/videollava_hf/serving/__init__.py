@@ -1,6 +1,7 @@
 """An OpenAI-compatible server for Video-LLaVA (`videollava-hf serve`); needs the `[serve]` extra (FastAPI, uvicorn).
 
-`load_engine(model)` loads a checkpoint (None: the bundled demo model) behind a one-thread generation queue;
+`load_engine(model, processor)` puts a model (loaded, a checkpoint path, or None: the bundled demo model) behind a
+one-thread generation queue;
 `create_app(engine, model_name)` is the FastAPI app. See docs/serving.md.
 """
 
@@ -9,20 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def load_engine(model: str | None, device: str = "auto", dtype: str = "auto",
-                local_media_dirs: tuple[Path, ...] = (), max_queue: int = 64):
-    """Model + processor for `model` (a directory or Hub id; None = the demo model) wrapped in an Engine."""
-    from ..cli.common import check_videollava, resolve_device_and_dtype, resolve_model
-    from ..models.videollava.modeling_videollava import VideoLlavaForConditionalGeneration
-    from ..models.videollava.pipeline_video_text_to_text import load_processor
+def load_engine(model=None, processor=None, local_media_dirs: tuple[Path, ...] = (), max_queue: int = 64):
+    """An Engine (one-thread generation queue) around `model` and `processor`. `model` may be a loaded model (then
+    `processor` is needed too), a checkpoint directory or Hub id, or None for the bundled demo model."""
     from .engine import Engine
 
-    model_id = resolve_model(model)
-    check_videollava(model_id)
-    torch_device, torch_dtype = resolve_device_and_dtype(device, dtype)
-    net = VideoLlavaForConditionalGeneration.from_pretrained(model_id, dtype=torch_dtype).to(torch_device)
-    processor = load_processor(model_id, config=net.config)
-    return Engine(net, processor, local_media_dirs=local_media_dirs, max_queue=max_queue)
+    if model is None or isinstance(model, (str, Path)):
+        from ..demo import demo_model_dir
+        from ..models.videollava.modeling_videollava import VideoLlavaForConditionalGeneration
+        from ..models.videollava.pipeline_video_text_to_text import load_processor
+
+        model_id = str(demo_model_dir() if model is None else model)
+        model = VideoLlavaForConditionalGeneration.from_pretrained(model_id)
+        processor = processor or load_processor(model_id, config=model.config)
+    if processor is None:
+        raise ValueError("load_engine(model, processor): a loaded model needs its processor.")
+    return Engine(model, processor, local_media_dirs=local_media_dirs, max_queue=max_queue)
 
 
 def create_app(*args, **kwargs):
