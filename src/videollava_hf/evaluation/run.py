@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ..inference.engines import ModelSpec, Shard, answer_batches, batch_plan, merge_parts, part_path, read_with_parts
 from ..utils.jsonl import JsonlWriter, read_jsonl
-from .data import CHOICE_INSTRUCTION, EvalSample, JUDGEMENTS_FILE, JudgeFn, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE, load_eval_dataset, resolve_choice_answer, sample_from_record
-from .generate import GenerationSettings, as_prediction, build_prompt, predict_batch, question_text, request_for
-from .judge import JUDGE_SYSTEM_PROMPT, JUDGE_USER_TEMPLATE, JudgeError, JudgeParseError, OpenAIJudge, check_judgement, judge_messages, judge_name, parse_judge_reply, run_judge
-from .metrics import compute_metrics, normalize_answer, parse_choice, score_record
+from .data import EvalSample, JUDGEMENTS_FILE, JudgeFn, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE, load_eval_dataset
+from .generate import GenerationSettings, as_prediction, request_for
+from .judge import judge_name, run_judge
+from .metrics import compute_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -164,30 +164,4 @@ def evaluate(
     return metrics
 
 
-__all__ = [
-    "CHOICE_INSTRUCTION",
-    "EvalSample",
-    "GenerationSettings",
-    "JUDGE_SYSTEM_PROMPT",
-    "JUDGE_USER_TEMPLATE",
-    "JudgeError",
-    "JudgeParseError",
-    "OpenAIJudge",
-    "build_prompt",
-    "check_judgement",
-    "compute_metrics",
-    "evaluate",
-    "judge_messages",
-    "judge_name",
-    "load_eval_dataset",
-    "normalize_answer",
-    "parse_choice",
-    "parse_judge_reply",
-    "predict_batch",
-    "question_text",
-    "read_jsonl",
-    "resolve_choice_answer",
-    "run_judge",
-    "sample_from_record",
-    "score_record",
-]
+__all__ = ["evaluate"]
