@@ -132,19 +132,9 @@ def convert_transformers_checkpoint(source: str | Path, output_dir: str | Path, 
     saved_dtype = out_dtype or stats.source_dtype or torch.float32
     config.dtype = saved_dtype
     config.pad_token_id = tokenizer.pad_token_id
-    report = ConversionReport(
-        layout="transformers",
-        source=src.name,
-        output_dir=out,
-        num_tensors=stats.num_tensors,
-        num_shards=stats.num_shards,
-        total_bytes=stats.total_bytes,
-        largest_input_shard_bytes=stats.largest_input_bytes,
-        largest_output_shard_bytes=stats.largest_output_bytes,
-        ignored=plan.ignored,
-        source_vocab_size=config.text_config.vocab_size,
-        vocab_size=config.text_config.vocab_size,
-        dtype=str(saved_dtype).replace("torch.", ""),
+    report = ConversionReport.from_shards(
+        "transformers", src.name, out, stats, plan, saved_dtype,
+        source_vocab_size=config.text_config.vocab_size, vocab_size=config.text_config.vocab_size,
     )
     # The built-in port preprocesses the Transformers way; keep that so the converted model sees what it saw.
     processor = build_processor(config, tokenizer, resample_mode="transformers")

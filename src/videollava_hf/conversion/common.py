@@ -677,6 +677,25 @@ class ConversionReport:
     verify_max_abs_diff: float | None = None
     pushed_to: str | None = None
 
+    @classmethod
+    def from_shards(cls, layout: str, source: str, output_dir: Path, stats: ShardStats, plan: ConversionPlan,
+                    dtype: torch.dtype, **fields: Any) -> ConversionReport:
+        """The report of a conversion whose shards `write_shards` wrote (`stats`) from `plan`, saved in `dtype`;
+        `fields`: the layout-specific rest (vocabulary sizes, added tokens)."""
+        return cls(
+            layout=layout,
+            source=source,
+            output_dir=output_dir,
+            num_tensors=stats.num_tensors,
+            num_shards=stats.num_shards,
+            total_bytes=stats.total_bytes,
+            largest_input_shard_bytes=stats.largest_input_bytes,
+            largest_output_shard_bytes=stats.largest_output_bytes,
+            ignored=plan.ignored,
+            dtype=str(dtype).replace("torch.", ""),
+            **fields,
+        )
+
     def summary(self) -> str:
         lines = [
             f"Converted {self.source} ({self.layout} layout) -> {self.output_dir}",

@@ -593,20 +593,10 @@ def convert_original_checkpoint(
     )
     saved_dtype = out_dtype or stats.source_dtype or torch.float32
     config.dtype = saved_dtype  # from_pretrained(dtype="auto") then keeps the weights' precision
-    report = ConversionReport(
-        layout="original",
-        source=name,
-        output_dir=out,
-        num_tensors=stats.num_tensors,
-        num_shards=stats.num_shards,
-        total_bytes=stats.total_bytes,
-        largest_input_shard_bytes=stats.largest_input_bytes,
-        largest_output_shard_bytes=stats.largest_output_bytes,
-        ignored=plan.ignored,
+    report = ConversionReport.from_shards(
+        "original", name, out, stats, plan, saved_dtype,
         added_tokens={t: i for t, i in token_ids.items() if i >= base_tokens},
-        source_vocab_size=source_rows,
-        vocab_size=vocab,
-        dtype=str(saved_dtype).replace("torch.", ""),
+        source_vocab_size=source_rows, vocab_size=vocab,
     )
     processor = build_processor(
         config, tok, resample_mode="original", do_pad_to_square=original.get("image_aspect_ratio") == "pad"
